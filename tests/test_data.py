@@ -1,0 +1,200 @@
+"""Samplers, transforms, annotation lists, decoding fallbacks and the dataset failure policy."""
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from video_sparse.data.dataset import AnnotationError, VideoDataset, VideoRecord, read_class_names, read_path_label_list
+from video_sparse.data.decode import VideoDecodeError, read_frames
+from video_sparse.data.motion import write_mp4
+from video_sparse.data.sampling import uniform_indices
+from video_sparse.data.transforms import ClipTransform, crop_origins
+
+
+# ----------------------------------------------------------------------------- sampling
+def test_uniform_indices_cover_video_in_order():
+    idx = uniform_indices(16, 8)
+    np.testing.assert_array_equal(idx, [1, 3, 5, 7, 9, 11, 13, 15])
+    np.testing.assert_array_equal(uniform_indices(16, 16), np.arange(16))
+    np.testing.assert_array_equal(uniform_indices(100, 4), [12, 37, 62, 87])
+
+
+def test_uniform_indices_views_shift_evenly_and_stay_in_range():
+    views = [uniform_indices(30, 5, view=v, num_views=3) for v in range(3)]
+    np.testing.assert_array_equal(views[0], [1, 7, 13, 19, 25])
+    np.testing.assert_array_equal(views[2], [5, 11, 17, 23, 29])
+    for n in (1, 3, 7, 31):
+        for v in range(4):
+            idx = uniform_indices(n, 8, view=v, num_views=4)
+            assert idx.min() >= 0 and idx.max() < n and np.all(np.diff(idx) >= 0)
+
+
+def test_uniform_indices_random_jitter_stays_in_segments():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        idx = uniform_indices(40, 8, rng=rng)
+        assert np.all(idx // 5 == np.arange(8))
+
+
+def test_uniform_indices_reject_bad_input():
+    with pytest.raises(ValueError, match="no frames"):
+        uniform_indices(0, 8)
+    with pytest.raises(ValueError, match="data.frames"):
+        uniform_indices(10, 0)
+
+
+# ----------------------------------------------------------------------------- transforms
+def _frames(T=4, H=40, W=60):
+    return np.random.default_rng(0).integers(0, 256, (T, H, W, 3), dtype=np.uint8)
+
+
+def test_transform_shapes_and_normalisation():
+    t = ClipTransform(size=32, short_side=36, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    out = t(_frames())
+    assert out.shape == (3, 4, 32, 32) and out.dtype == torch.float32
+    assert out.min() >= -1 and out.max() <= 1
+    white = t(np.full((2, 36, 36, 3), 255, np.uint8))
+    torch.testing.assert_close(white, torch.ones_like(white))
+
+
+def test_train_crop_and_flip_are_identical_for_all_frames():
+    frame = _frames(T=1)[0]
+    clip = np.stack([frame] * 5)  # same frame 5 times: every output frame must be equal too
+    t = ClipTransform(size=24, short_side=40, train=True, flip=True)
+    for seed in range(10):
+        out = t(clip, np.random.default_rng(seed))
+        for k in range(1, 5):
+            torch.testing.assert_close(out[:, k], out[:, 0])
+
+
+def test_train_transform_is_reproducible_from_rng():
+    t = ClipTransform(size=24, short_side=40, train=True, flip=True)
+    a = t(_frames(), np.random.default_rng(5))
+    b = t(_frames(), np.random.default_rng(5))
+    torch.testing.assert_close(a, b)
+
+
+def test_eval_crops_are_evenly_spaced_along_long_side():
+    assert crop_origins(100, 40, 3) == [0, 30, 60]
+    assert crop_origins(100, 40, 1) == [30]
+    frames = np.zeros((1, 40, 120, 3), np.uint8)
+    frames[..., :40, :] = 255  # left third white
+    t = ClipTransform(size=40, short_side=40, mean=(0, 0, 0), std=(1, 1, 1))
+    assert t(frames, crop=0, num_crops=3).min() == 1.0
+    assert t(frames, crop=2, num_crops=3).max() == 0.0
+
+
+def test_transform_rejects_short_side_below_crop():
+    with pytest.raises(ValueError, match="short_side"):
+        ClipTransform(size=64, short_side=32)
+
+
+# ----------------------------------------------------------------------------- annotations
+def test_path_label_list_with_spaces_and_comments(tmp_path):
+    ann = tmp_path / "train.txt"
+    ann.write_text("# comment\nvideos/a b.mp4 3\n\nvideos/c.mp4 0\n")
+    recs = read_path_label_list(ann, tmp_path / "root")
+    assert recs == [VideoRecord(str(tmp_path / "root/videos/a b.mp4"), 3),
+                    VideoRecord(str(tmp_path / "root/videos/c.mp4"), 0)]
+
+
+@pytest.mark.parametrize("content,match", [("a.mp4\n", "train.txt:1"), ("a.mp4 x\n", "integer label"), ("\n", "no videos")])
+def test_bad_annotation_lists_name_file_and_line(tmp_path, content, match):
+    ann = tmp_path / "train.txt"
+    ann.write_text(content)
+    with pytest.raises(AnnotationError, match=match):
+        read_path_label_list(ann)
+
+
+def test_missing_annotation_and_class_files(tmp_path):
+    with pytest.raises(AnnotationError, match="not found"):
+        read_path_label_list(tmp_path / "nope.txt")
+    with pytest.raises(AnnotationError, match="not found"):
+        read_class_names(tmp_path / "classes.txt")
+
+
+# ----------------------------------------------------------------------------- decoding and failure policy
+@pytest.fixture
+def video_dir(tmp_path):
+    """Two good videos and the four kinds of bad file a dataset meets."""
+    rng = np.random.default_rng(0)
+    for name in ("good0", "good1"):
+        write_mp4(tmp_path / f"{name}.mp4", rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8))
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "random.mp4").write_bytes(rng.integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    data = (tmp_path / "good0.mp4").read_bytes()
+    (tmp_path / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    return tmp_path
+
+
+BAD = ("empty", "random", "truncated", "missing")
+
+
+@pytest.mark.parametrize("backends", [("decord", "pyav"), ("pyav",)])
+def test_read_frames_good_video(video_dir, backends):
+    frames = read_frames(video_dir / "good0.mp4", lambda n: np.array([0, n - 1]), backends)
+    assert frames.shape == (2, 32, 32, 3) and frames.dtype == np.uint8
+
+
+@pytest.mark.parametrize("name", BAD)
+def test_read_frames_bad_files_raise_one_clear_error(video_dir, name):
+    with pytest.raises(VideoDecodeError, match=f"{name}.mp4"):
+        read_frames(video_dir / f"{name}.mp4", lambda n: np.arange(n))
+
+
+def test_pyav_fallback_when_decord_fails(video_dir, monkeypatch):
+    from video_sparse.data import decode
+
+    def broken(path, choose):
+        raise RuntimeError("decord cannot read this")
+
+    monkeypatch.setitem(decode.BACKENDS, "decord", broken)
+    frames = read_frames(video_dir / "good1.mp4", lambda n: np.arange(n))
+    assert frames.shape == (6, 32, 32, 3)
+
+
+def _dataset(video_dir, names, train, **kw):
+    recs = [VideoRecord(str(video_dir / f"{n}.mp4"), i) for i, n in enumerate(names)]
+    return VideoDataset(recs, ClipTransform(size=32, short_side=32, train=train), frames=4, train=train, **kw)
+
+
+def test_training_replaces_unreadable_videos_and_counts_them(video_dir):
+    names = ["good0", *BAD, "good1"]
+    ds = _dataset(video_dir, names, train=True)
+    failed = 0
+    for i in range(len(ds)):
+        s = ds[i]
+        assert s["video"].shape == (3, 4, 32, 32) and s["valid"]
+        assert "good" in s["path"]
+        failed += s["failed"]
+    assert failed >= len(BAD)
+    batch = next(iter(DataLoader(ds, batch_size=len(ds), num_workers=0)))
+    assert batch["video"].shape == (len(names), 3, 4, 32, 32)
+    assert int(batch["failed"].sum()) >= len(BAD)
+
+
+def test_training_gives_up_with_clear_error_when_everything_is_bad(video_dir):
+    ds = _dataset(video_dir, list(BAD), train=True, max_retries=5)
+    with pytest.raises(RuntimeError, match="unreadable videos in a row"):
+        ds[0]
+
+
+def test_evaluation_reports_unreadable_videos_instead_of_replacing(video_dir):
+    names = ["good0", *BAD]
+    ds = _dataset(video_dir, names, train=False, clips=2, crops=1)
+    samples = [ds[i] for i in range(len(ds))]
+    assert [s["valid"] for s in samples] == [True, False, False, False, False]
+    assert [s["path"] for s in samples] == [str(video_dir / f"{n}.mp4") for n in names]
+    assert samples[0]["video"].shape == (2, 3, 4, 32, 32)
+
+
+def test_dataset_samples_are_deterministic_per_epoch_and_index(video_dir):
+    recs = [VideoRecord(str(video_dir / "good0.mp4"), 0)]
+    ds = VideoDataset(recs, ClipTransform(size=16, short_side=32, train=True, flip=True), frames=4, train=True, seed=1)
+    a, b = ds[0]["video"], ds[0]["video"]
+    torch.testing.assert_close(a, b)
+    crops = set()
+    for epoch in range(8):
+        ds.set_epoch(epoch)
+        crops.add(ds[0]["video"].sum().item())
+    assert len(crops) > 1

@@ -1,0 +1,23 @@
+"""The acceptance run of the motion benchmark (slow: ~7 minutes on 2 cores).
+
+    python -m pytest -m slow tests/test_motion_benchmark.py
+"""
+import json
+import time
+
+import pytest
+
+from conftest import run_app
+
+
+@pytest.mark.slow
+def test_order_blind_baseline_learns_the_motion_but_not_its_direction(tmp_path):
+    start = time.time()
+    run_app("train.py", ["model=c2d_small", f"data.cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run",
+                         "logger.mode=disabled"], tmp_path, timeout=1200)
+    minutes = (time.time() - start) / 60
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    print(f"c2d_small: top1 {metrics['top1']:.3f}, pair {metrics['pair_acc']:.3f}, {minutes:.1f} min")
+    assert metrics["num_videos"] == 500 and metrics["num_failed"] == 0
+    assert metrics["top1"] <= 0.55       # order-blind ceiling (50 % inside each pair)
+    assert metrics["pair_acc"] >= 0.9    # ... but the motion itself is recognised

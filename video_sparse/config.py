@@ -1,0 +1,137 @@
+"""Up-front validation of the Hydra config: every mistake a user can make in a key fails here,
+before any data is generated or any model is built, with a message naming the key and the fix."""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from .models.registry import _MODELS, unknown_model_message
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; the message names the key and how to fix it."""
+
+
+_MISSING = object()
+
+
+def _get(cfg: DictConfig, key: str) -> Any:
+    value = OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=False)
+    if value is _MISSING:
+        raise ConfigError(f"{key} is missing from the config; set it on the command line, e.g. {key}=...")
+    return value
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return (isinstance(v, (int, float))) and not isinstance(v, bool)
+
+
+def _check(cfg: DictConfig, key: str, ok: Callable[[Any], bool], want: str, example: str) -> None:
+    value = _get(cfg, key)
+    if not ok(value):
+        raise ConfigError(f"{key} must be {want}, got {value!r} ({type(value).__name__}). "
+                          f"Fix: {key}={example}")
+
+
+def _check_file(cfg: DictConfig, key: str, required: bool, root_key: str = "data.root") -> None:
+    value = OmegaConf.select(cfg, key)
+    if value is None:
+        if required:
+            raise ConfigError(f"{key} is not set; point it to the annotation file, e.g. {key}=/path/to/file")
+        return
+    root = OmegaConf.select(cfg, root_key)
+    path = value if os.path.isabs(str(value)) or not root else os.path.join(str(root), str(value))
+    if not os.path.isfile(path):
+        raise ConfigError(f"{key}: file not found: {path}. Fix: {key}=/path/to/an/existing/file")
+
+
+def positive_int(v) -> bool:
+    return _is_int(v) and v >= 1
+
+
+def validate_common(cfg: DictConfig) -> None:
+    """Keys shared by train.py and eval.py."""
+    for key in ("trainer.batch_size", "test.clips", "test.crops"):
+        _check(cfg, key, positive_int, "an integer >= 1", "4")
+    _check(cfg, "trainer.num_workers", lambda v: _is_int(v) and v >= 0, "an integer >= 0", "2")
+    _check(cfg, "trainer.device", lambda v: v in ("auto", "cpu", "cuda") or str(v).startswith("cuda:"),
+           "one of auto, cpu, cuda, cuda:N", "auto")
+    _check(cfg, "trainer.amp", lambda v: v in ("off", "bf16", "fp16"), "one of off, bf16, fp16", "off")
+    _check(cfg, "logger.mode", lambda v: v in ("offline", "online", "disabled"),
+           "one of offline, online, disabled", "offline")
+    if _get(cfg, "trainer.device") != "auto" and str(_get(cfg, "trainer.device")).startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise ConfigError("trainer.device=cuda but no CUDA device is available. Fix: trainer.device=cpu (or auto)")
+
+
+def validate_data(cfg: DictConfig, need_train: bool = True) -> None:
+    for key in ("data.frames", "data.size", "data.short_side"):
+        _check(cfg, key, positive_int, "an integer >= 1", "16")
+    if _get(cfg, "data.short_side") < _get(cfg, "data.size"):
+        raise ConfigError(f"data.short_side ({_get(cfg, 'data.short_side')}) must be >= data.size "
+                          f"({_get(cfg, 'data.size')}). Fix: data.short_side={_get(cfg, 'data.size')}")
+    name = _get(cfg, "data.name")
+    if name == "motion":
+        for key in ("data.train_size", "data.val_size", "data.video_frames"):
+            _check(cfg, key, positive_int, "an integer >= 1", "100")
+        _check(cfg, "data.video_size", lambda v: positive_int(v) and v % 2 == 0,
+               "an even integer (H.264 yuv420p needs even sizes)", "64")
+        _check(cfg, "data.seed", _is_int, "an integer", "0")
+    elif name == "list":
+        root = OmegaConf.select(cfg, "data.root")
+        if root is None or not os.path.isdir(str(root)):
+            what = "is not set" if root is None else f"is not a folder: {root}"
+            raise ConfigError(f"data.root {what}. Fix: data.root=/path/to/videos (list paths are relative to it)")
+        _check_file(cfg, "data.train_ann", required=need_train)
+        _check_file(cfg, "data.val_ann", required=need_train)
+        _check_file(cfg, "data.labels", required=True)
+    else:
+        raise ConfigError(f"data.name={name!r} is not a known dataset. Fix: data=motion or data=list")
+
+
+def validate_train(cfg: DictConfig) -> None:
+    """Everything train.py reads; raises :class:`ConfigError` on the first problem."""
+    name = _get(cfg, "model.name")
+    if name not in _MODELS:
+        raise ConfigError(f"model.name: {unknown_model_message(name)}. Fix: model=<one of those>")
+    validate_common(cfg)
+    validate_data(cfg)
+    for key in ("trainer.epochs", "trainer.accumulate"):
+        _check(cfg, key, positive_int, "an integer >= 1", "10")
+    _check(cfg, "trainer.seed", _is_int, "an integer", "0")
+    _check(cfg, "trainer.clip_grad", lambda v: v is None or (_is_number(v) and v > 0),
+           "a positive number or null", "40")
+    _check(cfg, "optim.lr", lambda v: _is_number(v) and v > 0, "a positive number", "0.1")
+    _check(cfg, "optim.weight_decay", lambda v: _is_number(v) and v >= 0, "a number >= 0", "1e-4")
+    _check(cfg, "sched.warmup_epochs", lambda v: _is_number(v) and v >= 0, "a number >= 0", "1")
+    resume = _get(cfg, "trainer.resume")
+    if resume not in (None, "auto", "none") and not os.path.isfile(str(resume)):
+        raise ConfigError(f"trainer.resume: checkpoint not found: {resume}. "
+                          "Fix: trainer.resume=auto, trainer.resume=none or a path to a .pt file")
+    pretrained = OmegaConf.select(cfg, "model.pretrained")
+    if pretrained is not None and not os.path.isfile(str(pretrained)):
+        raise ConfigError(f"model.pretrained: file not found: {pretrained}. Fix: model.pretrained=/path/to/weights.pt")
+
+
+def validate_eval(cfg: DictConfig) -> None:
+    validate_common(cfg)
+    ckpt = _get(cfg, "checkpoint")
+    if ckpt is None:
+        raise ConfigError("checkpoint is not set. Fix: python eval.py checkpoint=outputs/<run>/checkpoints/best.pt")
+    if not os.path.isfile(str(ckpt)):
+        raise ConfigError(f"checkpoint: file not found: {ckpt}. Fix: checkpoint=/path/to/best.pt")
+    _check(cfg, "predict_topk", positive_int, "an integer >= 1", "5")
+    predict = _get(cfg, "predict")
+    if predict is not None:
+        if isinstance(predict, str):
+            predict = [predict]
+        for p in predict:
+            if not os.path.isfile(str(p)):
+                raise ConfigError(f"predict: video not found: {p}. Fix: predict='[a.mp4,b.webm]' with existing files")

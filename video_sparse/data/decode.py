@@ -1,0 +1,73 @@
+"""Video decoding: decord first (one thread), PyAV when decord fails on a file."""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Callable
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# Frame-index chooser: given the video's frame count, return the indices to decode.
+IndexFn = Callable[[int], np.ndarray]
+
+
+class VideoDecodeError(RuntimeError):
+    """A video file could not be read by any backend."""
+
+
+def _decode_decord(path: str, choose: IndexFn) -> np.ndarray:
+    import decord
+
+    # num_threads=1: decord's multi-threaded VP9 path crashes on some webm files (SSv2).
+    reader = decord.VideoReader(path, num_threads=1, ctx=decord.cpu(0))
+    n = len(reader)
+    if n == 0:
+        raise VideoDecodeError("no frames")
+    idx = np.asarray(choose(n))
+    lo, hi = int(idx.min()), int(idx.max())
+    # decord seeks for every non-consecutive index; reading a short span in one go is faster.
+    if hi - lo + 1 <= 4 * len(np.unique(idx)):
+        return reader.get_batch(list(range(lo, hi + 1))).asnumpy()[idx - lo]
+    return reader.get_batch(list(idx)).asnumpy()
+
+
+def _decode_pyav(path: str, choose: IndexFn) -> np.ndarray:
+    import av
+
+    with av.open(path) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    if not frames:
+        raise VideoDecodeError("no frames")
+    return np.stack([frames[i] for i in choose(len(frames))])
+
+
+BACKENDS = {"decord": _decode_decord, "pyav": _decode_pyav}
+
+
+def read_frames(path: str | os.PathLike, choose: IndexFn, backends: tuple[str, ...] = ("decord", "pyav")) -> np.ndarray:
+    """Decode the frames ``choose(num_frames)`` of a video as uint8 ``(T, H, W, 3)`` RGB.
+
+    Tries each backend in order; raises :class:`VideoDecodeError` naming the file and every
+    backend's error when none can read it.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise VideoDecodeError(f"{path}: file not found")
+    if os.path.getsize(path) == 0:
+        raise VideoDecodeError(f"{path}: empty file (0 bytes)")
+    errors = []
+    for name in backends:
+        try:
+            frames = BACKENDS[name](path, choose)
+            if frames.ndim != 4 or frames.shape[-1] != 3:
+                raise VideoDecodeError(f"unexpected frame array shape {frames.shape}")
+            return frames
+        except ImportError as e:  # a backend that is not installed is skipped, not an error
+            errors.append(f"{name}: not installed ({e})")
+        except Exception as e:  # noqa: BLE001 - decoders raise anything on corrupt input
+            errors.append(f"{name}: {type(e).__name__}: {str(e).strip()[:200]}")
+            if name != backends[-1]:
+                log.debug("%s failed on %s, trying the next backend", name, path)
+    raise VideoDecodeError(f"{path}: cannot decode ({'; '.join(errors)})")

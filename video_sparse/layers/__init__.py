@@ -1,0 +1,3 @@
+from .heads import PoolHead, TemporalMeanConvHead
+
+__all__ = ["PoolHead", "TemporalMeanConvHead"]
