@@ -50,7 +50,7 @@ ROTATABLE_SHAPES = tuple(s for s in SHAPES if s != "circle")
 ACTOR_SIZE = (0.14, 0.18)
 DISTRACTOR_SIZE = (0.05, 0.09)
 NOISE_STD = 0.015
-GENERATOR_VERSION = 3  # bump when rendering changes, so cached sets are regenerated
+GENERATOR_VERSION = 4  # bump when rendering changes, so cached sets are regenerated
 
 
 def class_pairs() -> list[tuple[int, int]]:
@@ -269,15 +269,16 @@ def render_video(video: MotionVideo) -> np.ndarray:
     T, S, O = st.cx.shape
     H, W = st.noise.shape[1:3]
     ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
-    m = video.margin
-    shift = st.bg_shift.mean(axis=1).astype(np.float32)  # (T, 2)
-    by = m + shift[:, 0, None, None] + ys  # (T, H, W)
-    bx = m + shift[:, 1, None, None] + xs
-    y0, x0 = np.floor(by).astype(int), np.floor(bx).astype(int)
-    fy, fx = (by - y0)[..., None], (bx - x0)[..., None]
+    # Background: the texture shifted by the exposure's mean drift. The shift is the same for
+    # every pixel, so bilinear interpolation is a blend of four integer-shifted crops.
     tex = video.background.astype(np.float32)
-    img = ((1 - fy) * (1 - fx) * tex[y0, x0] + (1 - fy) * fx * tex[y0, x0 + 1]
-           + fy * (1 - fx) * tex[y0 + 1, x0] + fy * fx * tex[y0 + 1, x0 + 1])  # (T, H, W, 3)
+    img = np.empty((T, H, W, 3), np.float32)
+    for t, (dy, dx) in enumerate(video.margin + st.bg_shift.mean(axis=1)):
+        y0, x0 = int(np.floor(dy)), int(np.floor(dx))
+        fy, fx = dy - y0, dx - x0
+        win = tex[y0:y0 + H + 1, x0:x0 + W + 1]
+        img[t] = ((1 - fy) * (1 - fx) * win[:-1, :-1] + (1 - fy) * fx * win[:-1, 1:]
+                  + fy * (1 - fx) * win[1:, :-1] + fy * fx * win[1:, 1:])
     for o in reversed(range(O)):  # distractors first, the actor on top
         # Only the box the object sweeps during the whole video can be covered (every unit shape
         # lies within radius 1.3; +1 px for the soft edge).
@@ -419,3 +420,24 @@ def prepare_motion_dataset(spec: MotionSetSpec, cache_dir: str | os.PathLike | N
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def preview(path: str | os.PathLike, seed: int = 0, frames: int = 16, size: int = 64, every: int = 3) -> None:
+    """Save a PNG grid: one row per class (seed shared inside each pair, so the two rows of a pair
+    show the same draw played forwards and backwards), every ``every``-th frame per column."""
+    from PIL import Image, ImageDraw
+
+    rows = []
+    for label in range(len(CLASS_NAMES)):
+        video = render_video(sample_video(np.random.SeedSequence([seed, label // 2]), label, frames, size, size))
+        rows.append(np.concatenate(list(video[::every]), axis=1))
+    grid = np.concatenate(rows, axis=0)
+    scale, label_w = 2, 190
+    img = Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
+    canvas = Image.new("RGB", (img.width + label_w, img.height), "white")
+    canvas.paste(img, (label_w, 0))
+    draw = ImageDraw.Draw(canvas)
+    for label, name in enumerate(CLASS_NAMES):
+        draw.text((8, label * size * scale + size * scale // 2 - 6), f"{label}: {name}", fill="black")
+    canvas.save(path)
+
