@@ -68,8 +68,9 @@ def main():
             rows.append((f"decode {args.frames} frames ({backend}, 1 thread)", f"{len(paths) / dt:.0f} clips/s",
                          f"{dt / len(paths) * 1e3:.2f} ms/clip"))
         ds = VideoDataset(records, ClipTransform(size=64, short_side=64, train=True), args.frames, train=True)
-        dt = median_time(lambda: [ds[i] for i in range(100)], args.repeats)
-        rows.append(("dataset sample (decode + transform)", f"{100 / dt:.0f} clips/s", f"{dt * 10:.2f} ms/clip"))
+        n = min(100, len(ds))
+        dt = median_time(lambda: [ds[i] for i in range(n)], args.repeats)
+        rows.append(("dataset sample (decode + transform)", f"{n / dt:.0f} clips/s", f"{dt / n * 1e3:.2f} ms/clip"))
 
     for name in args.models:
         model = build_model(name, num_classes=10)

@@ -99,3 +99,14 @@ def test_resume_continues_exactly(tmp_path, tiny_overrides, monkeypatch):
     assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
     metrics = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
     assert 0 <= metrics["top1"] <= 1 and metrics["num_videos"] == 10 and not math.isnan(metrics["pair_acc"])
+
+
+def test_dual_head_model_trains_and_evaluates(tmp_path, tiny_overrides):
+    """sifa_small returns (main, dual) logits: the loop sums their losses, evaluation averages
+    their softmaxes, and the checkpoint re-evaluates through eval's code path."""
+    from video_sparse.engine import trainer
+
+    metrics = trainer.train(compose("train", tiny_overrides + ["model=sifa_small"]), tmp_path)
+    assert metrics["num_videos"] == 10 and 0 <= metrics["top1"] <= 1
+    state = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    assert any(k.startswith("head_dual.") for k in state["model"])

@@ -1,8 +1,9 @@
-"""C2D ResNets: 2D ResNets applied to every frame (Conv3d with temporal kernel 1).
+"""C2D ResNets: 2D ResNets applied to every frame, optionally with SIFA and global-context blocks
+and SIFA-Net's dual frame-skipping branch.
 
-Order-blind by construction when the stem's temporal kernel is 1: every frame is processed on its
-own and the head averages over (T, H, W). Layer names follow torchvision's ResNet (``conv1``,
-``bn1``, ``layer1``..``layer4``); the classifier lives in ``head`` (``head.fc``).
+Layer names follow torchvision's ResNet and the official SIFA-Net (``conv1``, ``bn1``,
+``layer1``..``layer4``, ``layer4_dual``, per-block ``conv_offset``, ``fc1``/``fc2``); classifiers
+live in ``head`` / ``head_dual`` (``head.fc``), see ``models/weights.py`` for the key mapping.
 """
 from __future__ import annotations
 
@@ -10,110 +11,128 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
+from ..layers.bottleneck import C2DBottleneck, GCBottleneck
 from ..layers.heads import PoolHead, TemporalMeanConvHead
+from ..layers.sifa import SIFABottleneck
 from .registry import register_model
 
-
-class C2DBottleneck(nn.Module):
-    """ResNet bottleneck in C2D form: 1x1x1 -> 1x3x3 (spatial stride) -> 1x1x1, + identity.
-
-    Input ``(N, C_in, T, H, W)``, output ``(N, planes * 4, T, H / stride, W / stride)``.
-    """
-
-    expansion = 4
-
-    def __init__(self, in_channels: int, planes: int, stride: int = 1):
-        super().__init__()
-        out = planes * self.expansion
-        self.conv1 = nn.Conv3d(in_channels, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm3d(planes)
-        self.conv2 = nn.Conv3d(planes, planes, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False)
-        self.bn2 = nn.BatchNorm3d(planes)
-        self.conv3 = nn.Conv3d(planes, out, 1, bias=False)
-        self.bn3 = nn.BatchNorm3d(out)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride != 1 or in_channels != out:
-            self.downsample = nn.Sequential(
-                nn.Conv3d(in_channels, out, 1, (1, stride, stride), bias=False), nn.BatchNorm3d(out))
-
-    def residual(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.relu(self.bn1(self.conv1(x)))
-        y = self.relu(self.bn2(self.conv2(y)))
-        return self.bn3(self.conv3(y))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(self.residual(x) + identity)
+# Block codes in a stage pattern, cycled over the stage's blocks ("GS": G, S, G, S, ...).
+BLOCKS = {"P": C2DBottleneck, "G": GCBottleneck, "S": SIFABottleneck}
 
 
 class C2DResNet(nn.Module):
-    """Stem ``Conv3d(3, w, (ts, 7, 7), stride (ts, 2, 2))`` -> BN -> ReLU -> 1x3x3 max-pool,
-    four stages of bottlenecks, then an order-blind head.
+    """Stem ``Conv3d(3, w, (ts, 7, 7), stride (ts, 2, 2))`` -> BN -> ReLU -> 1x3x3 max-pool, four
+    stages of bottlenecks, an order-blind head; with ``dual``, a frame-skipping branch
+    (layer3 -> max-pool over pairs of frames -> ``layer4_dual`` -> its own head).
 
     Args:
-        layers: blocks per stage.
-        widths: bottleneck widths (``planes``) per stage; stage outputs are 4x wider.
-        stem_width: stem output channels.
-        stem_temporal_kernel, stem_temporal_stride: the stem's ``ts`` (1: no temporal mixing).
-        stem_pool: keep the stem's max-pool (total stride 4); off for small inputs (stride 2).
-        strides: spatial stride of each stage's first block.
+        layers: blocks per stage. widths: bottleneck widths per stage (outputs are 4x wider).
+        patterns: per stage, block codes cycled over its blocks: P plain, G global context,
+            S SIFA (SIFA-Net: ``("P", "GS", "GS", "GS")``).
+        stem_width, stem_temporal_kernel, stem_temporal_stride: the stem (``ts`` = 1: no temporal
+            mixing). stem_pool: keep the stem's max-pool (total stride 4).
+        strides: spatial stride of each stage's first block. dual_stride: of ``layer4_dual``.
+        sifa_kernel, sifa_dilation, sifa_groups, sifa_normalize: the SIFA blocks' attention.
+        sifa: False switches every SIFA operator off (same parameters), to measure its cost.
         head: ``"pool"`` (average over T, H, W -> linear; official) or ``"spatial"`` (average over
-            T -> 3x3 convs on the map -> average over H, W -> linear), see ``layers/heads.py``.
-        head_width: channels of the spatial head's convs.
-        dropout: dropout before the classifier.
-    Input ``(N, 3, T, H, W)``; output logits ``(N, num_classes)``.
+            T -> 3x3 convs -> average over H, W -> linear). head_width: the spatial head's width.
+        dropout: before the classifiers.
+    Input ``(N, 3, T, H, W)``; output logits ``(N, num_classes)``, or ``(main, dual)`` with ``dual``.
     """
 
     def __init__(self, layers: Sequence[int] = (3, 4, 6, 3), widths: Sequence[int] = (64, 128, 256, 512),
-                 stem_width: int = 64, stem_temporal_kernel: int = 1, stem_temporal_stride: int = 1,
-                 stem_pool: bool = True, strides: Sequence[int] = (1, 2, 2, 2), head: str = "pool",
-                 head_width: int = 128, num_classes: int = 400, dropout: float = 0.5):
+                 patterns: Sequence[str] = ("P", "P", "P", "P"), stem_width: int = 64,
+                 stem_temporal_kernel: int = 1, stem_temporal_stride: int = 1, stem_pool: bool = True,
+                 strides: Sequence[int] = (1, 2, 2, 2), dual: bool = False, dual_stride: int = 1,
+                 sifa_kernel: int = 3, sifa_dilation: int = 1, sifa_groups: int = 1, sifa_normalize: str = "none",
+                 sifa: bool = True, head: str = "pool", head_width: int = 128, num_classes: int = 400,
+                 dropout: float = 0.5):
         super().__init__()
+        if head not in ("pool", "spatial"):
+            raise ValueError(f"head must be 'pool' or 'spatial', got {head!r}")
+        unknown = set("".join(patterns)) - set(BLOCKS)
+        if unknown:
+            raise ValueError(f"unknown block codes {sorted(unknown)} in patterns; use {sorted(BLOCKS)}")
         ts = stem_temporal_kernel
         self.conv1 = nn.Conv3d(3, stem_width, (ts, 7, 7), (stem_temporal_stride, 2, 2), (0, 3, 3), bias=False)
         self.bn1 = nn.BatchNorm3d(stem_width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)) if stem_pool else nn.Identity()
-        channels = stem_width
-        stages = []
-        for n, planes, stride in zip(layers, widths, strides):
+        sifa_args = dict(kernel_size=sifa_kernel, dilation=sifa_dilation, groups=sifa_groups,
+                         normalize=sifa_normalize, sifa=sifa)
+
+        def stage(in_channels, n, planes, stride, pattern):
             blocks = []
             for b in range(n):
-                blocks.append(C2DBottleneck(channels, planes, stride=stride if b == 0 else 1))
-                channels = planes * C2DBottleneck.expansion
-            stages.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3, self.layer4 = stages
-        self.num_features = channels
-        if head == "pool":
-            self.head = PoolHead(channels, num_classes, dropout)
-        elif head == "spatial":
-            self.head = TemporalMeanConvHead(channels, num_classes, head_width, dropout)
-        else:
-            raise ValueError(f"head must be 'pool' or 'spatial', got {head!r}")
+                code = pattern[b % len(pattern)]
+                extra = sifa_args if code == "S" else {}
+                blocks.append(BLOCKS[code](in_channels, planes, stride if b == 0 else 1, **extra))
+                in_channels = planes * C2DBottleneck.expansion
+            return nn.Sequential(*blocks), in_channels
+
+        channels = stem_width
+        self.layer1, channels = stage(channels, layers[0], widths[0], strides[0], patterns[0])
+        self.layer2, channels = stage(channels, layers[1], widths[1], strides[1], patterns[1])
+        self.layer3, channels = stage(channels, layers[2], widths[2], strides[2], patterns[2])
+        self.layer4, out_channels = stage(channels, layers[3], widths[3], strides[3], patterns[3])
+        self.num_features = out_channels
+
+        def make_head():
+            if head == "pool":
+                return PoolHead(out_channels, num_classes, dropout)
+            return TemporalMeanConvHead(out_channels, num_classes, head_width, dropout)
+
+        self.head = make_head()
+        self.dual = dual
+        if dual:
+            self.layer4_dual, _ = stage(channels, layers[3], widths[3], dual_stride, patterns[3])
+            self.head_dual = make_head()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """Kaiming-normal (fan_out) convs, BN 1/0, zero last BN of every residual branch, zero
+        offset convs (SIFA starts from the plain neighbourhood); linear layers keep their default."""
         for m in self.modules():
             if isinstance(m, (nn.Conv3d, nn.Conv2d)):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(m, (nn.BatchNorm3d, nn.BatchNorm2d)):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        for m in self.modules():  # each residual branch starts as identity
+        for m in self.modules():
             if isinstance(m, C2DBottleneck):
                 nn.init.zeros_(m.bn3.weight)
+            if isinstance(m, SIFABottleneck):
+                nn.init.zeros_(m.conv_offset.weight)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, 3, T, H, W)`` -> ``(N, C, T', H', W')`` last-stage features."""
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(N, 3, T, H, W)`` -> last-stage features of the main and (or None) dual branch."""
         if x.ndim != 5:
             raise ValueError(f"expected a clip batch (N, 3, T, H, W), got shape {tuple(x.shape)}")
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        main = self.layer4(x)
+        if not self.dual:
+            return main, None
+        # Frame skipping: max over pairs of frames (a single frame is kept as it is).
+        skipped = F.max_pool3d(x, (2, 1, 1), (2, 1, 1), ceil_mode=x.shape[2] < 2)
+        return main, self.layer4_dual(skipped)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(x))
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        main, dual = self.forward_features(x)
+        if dual is None:
+            return self.head(main)
+        return self.head(main), self.head_dual(dual)
+
+
+def _build(defaults: dict, num_classes: int, overrides: dict) -> C2DResNet:
+    return C2DResNet(num_classes=num_classes, **{**defaults, **overrides})
+
+
+SMALL = dict(layers=(1, 1, 1, 1), widths=(8, 16, 32, 64), stem_width=16, strides=(1, 2, 2, 1),
+             head="spatial", head_width=128, dropout=0.0)
+SIFA_NET = dict(patterns=("P", "GS", "GS", "GS"), dual=True, stem_temporal_kernel=4, stem_temporal_stride=4)
 
 
 @register_model
@@ -123,7 +142,29 @@ def c2d_small(num_classes: int = 10, **overrides) -> C2DResNet:
     The last stage keeps stride 16 (a 4x4 map at 64 px) and the spatial head sees the
     time-averaged map, so the motion's trail is visible but its direction is not.
     """
-    kwargs = dict(layers=(1, 1, 1, 1), widths=(8, 16, 32, 64), stem_width=16, strides=(1, 2, 2, 1),
-                  head="spatial", head_width=128, dropout=0.0)
-    return C2DResNet(num_classes=num_classes, **{**kwargs, **overrides})
+    return _build(SMALL, num_classes, overrides)
 
+
+@register_model
+def sifa_small(num_classes: int = 10, **overrides) -> C2DResNet:
+    """``c2d_small`` plus SIFA blocks (layers 2 and 3), a global-context block (layer 4) and the
+    dual frame-skipping branch."""
+    return _build({**SMALL, "patterns": ("P", "S", "S", "G"), "dual": True}, num_classes, overrides)
+
+
+@register_model
+def c2d_r50(num_classes: int = 400, **overrides) -> C2DResNet:
+    """C2D ResNet-50 with SIFA-Net's stem (ts = 4): the baseline without SIFA/GC or dual branch."""
+    return _build(dict(layers=(3, 4, 6, 3), stem_temporal_kernel=4, stem_temporal_stride=4), num_classes, overrides)
+
+
+@register_model
+def c2d_sifa_r50(num_classes: int = 400, **overrides) -> C2DResNet:
+    """SIFA-Net ResNet-50 (official configuration: 43,040,928 trainable parameters at 400 classes)."""
+    return _build({**SIFA_NET, "layers": (3, 4, 6, 3)}, num_classes, overrides)
+
+
+@register_model
+def c2d_sifa_r101(num_classes: int = 400, **overrides) -> C2DResNet:
+    """SIFA-Net ResNet-101 (official configuration: 63,554,272 trainable parameters at 400 classes)."""
+    return _build({**SIFA_NET, "layers": (3, 4, 23, 3)}, num_classes, overrides)

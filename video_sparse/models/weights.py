@@ -19,13 +19,15 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)      # in the model, not in the checkpoint
     unexpected: list[str] = field(default_factory=list)   # in the checkpoint, not in the model
     mismatched: list[str] = field(default_factory=list)   # same key, different shape: not loaded
+    dropped: list[str] = field(default_factory=list)      # removed on purpose by the format conversion
 
     def summary(self) -> str:
         def few(keys):
             return f" ({', '.join(keys[:8])}{', ...' if len(keys) > 8 else ''})" if keys else ""
         return (f"loaded {len(self.loaded)} tensors; missing {len(self.missing)}{few(self.missing)}; "
                 f"unexpected {len(self.unexpected)}{few(self.unexpected)}; "
-                f"shape-mismatched {len(self.mismatched)}{few(self.mismatched)}")
+                f"shape-mismatched {len(self.mismatched)}{few(self.mismatched)}; "
+                f"dropped by conversion {len(self.dropped)}{few(self.dropped)}")
 
 
 def _state_dict_of(obj) -> dict[str, torch.Tensor]:
@@ -40,8 +42,69 @@ def _state_dict_of(obj) -> dict[str, torch.Tensor]:
                      "'model' / 'state_dict')")
 
 
-def load_pretrained(model: nn.Module, path_or_state_dict: str | os.PathLike | dict, strict: bool = False) -> LoadReport:
-    """Load a checkpoint of this project (or a plain state_dict) into ``model``.
+def _is_official_sifa(state: dict) -> bool:
+    return any(k.endswith("def_cor.weight") for k in state) or "fc_dual.weight" in state
+
+
+def convert_official_sifa(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Official SIFA-Net state_dict -> this project's names: the classifiers move into the heads
+    (``fc`` -> ``head.fc``, ``fc_dual`` -> ``head_dual.fc``) and the frozen ``def_cor.weight``
+    constants (the 1/C scale, shaped for one clip length) are dropped, so the model runs at any T."""
+    out = {}
+    for k, v in state.items():
+        if k.endswith("def_cor.weight"):
+            continue
+        if k.startswith("fc."):
+            k = "head." + k
+        elif k.startswith("fc_dual."):
+            k = "head_dual.fc." + k[len("fc_dual."):]
+        out[k] = v
+    return out
+
+
+def _is_torchvision_resnet(state: dict) -> bool:
+    w = state.get("conv1.weight")
+    return w is not None and w.ndim == 4 and "layer1.0.conv1.weight" in state
+
+
+def inflate_resnet(state: dict[str, torch.Tensor], model: nn.Module, stem_init: str = "center") -> dict[str, torch.Tensor]:
+    """A torchvision ImageNet ResNet state_dict -> C2D weights for ``model``.
+
+    2D ``k x k`` kernels become ``1 x k x k``; the stem's ``7 x 7`` becomes ``ts x 7 x 7`` (``ts``
+    read from the model) with the 2D kernel at temporal index ``ts // 2`` and zeros elsewhere
+    (``stem_init="center"``, official) or repeated and divided by ``ts`` (``"repeat"``);
+    ``layer4.*`` is copied into ``layer4_dual.*`` when the model has a dual branch; ``fc`` is
+    dropped (a new classifier is trained).
+    """
+    if stem_init not in ("center", "repeat"):
+        raise ValueError(f"stem_init must be 'center' or 'repeat', got {stem_init!r}")
+    own = model.state_dict()
+    out = {}
+    for k, v in state.items():
+        if k.startswith("fc."):
+            continue
+        if v.ndim == 4:
+            if k == "conv1.weight" and "conv1.weight" in own:
+                ts = own[k].shape[2]
+                if stem_init == "center":
+                    w = v.new_zeros(*v.shape[:2], ts, *v.shape[2:])
+                    w[:, :, ts // 2] = v
+                else:
+                    w = v.unsqueeze(2).repeat(1, 1, ts, 1, 1) / ts
+                v = w
+            else:
+                v = v.unsqueeze(2)
+        out[k] = v
+    if any(k.startswith("layer4_dual.") for k in own):
+        out.update({"layer4_dual." + k[len("layer4."):]: v for k, v in out.items() if k.startswith("layer4.")})
+    return out
+
+
+def load_pretrained(model: nn.Module, path_or_state_dict: str | os.PathLike | dict, strict: bool = False,
+                    stem_init: str = "center") -> LoadReport:
+    """Load into ``model``: a checkpoint of this project, a plain state_dict, an official SIFA-Net
+    checkpoint (converted by :func:`convert_official_sifa`) or a torchvision ImageNet ResNet
+    (inflated by :func:`inflate_resnet` with ``stem_init``).
 
     Tensors whose shape differs from the model's (e.g. a classifier for another number of
     classes) are skipped and reported. Prints and returns a :class:`LoadReport`; with
@@ -53,8 +116,17 @@ def load_pretrained(model: nn.Module, path_or_state_dict: str | os.PathLike | di
             raise FileNotFoundError(f"pretrained weights not found: {source}")
         source = torch.load(source, map_location="cpu", weights_only=True)
     state = _state_dict_of(source)
+    original = set(state)
+    if _is_official_sifa(state):
+        state = convert_official_sifa(state)
+        dropped = sorted(k for k in original if k.endswith("def_cor.weight"))
+    elif _is_torchvision_resnet(state):
+        state = inflate_resnet(state, model, stem_init)
+        dropped = sorted(k for k in original if k.startswith("fc."))
+    else:
+        dropped = []
     own = model.state_dict()
-    report = LoadReport()
+    report = LoadReport(dropped=dropped)
     to_load = {}
     for k, v in state.items():
         if k not in own:

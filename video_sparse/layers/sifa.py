@@ -1,0 +1,36 @@
+"""The SIFA bottleneck: a C2D bottleneck whose conv2 output attends to the next frame."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ..ops.sifa import motion_map, sifa_attention
+from .bottleneck import C2DBottleneck
+
+
+class SIFABottleneck(C2DBottleneck):
+    """conv1-BN-ReLU, conv2-BN-ReLU, **SIFA**, conv3-BN, + identity, ReLU.
+
+    SIFA: offsets ``Conv3d(planes -> 2 K^2, (1, 3, 3))`` of the motion map
+    ``sigmoid(F - F_prev) * F + F`` (zero-initialised, so training starts from the plain K x K
+    neighbourhood), then :func:`~video_sparse.ops.sifa.sifa_attention` with the next frame.
+
+    Args:
+        kernel_size, dilation, groups, normalize: of the attention (official: 3, 1, 1, "none").
+        sifa: False switches the motion map, offsets and attention off (the block becomes a plain
+            bottleneck with the same parameters), to measure what SIFA costs.
+    """
+
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, kernel_size: int = 3, dilation: int = 1,
+                 groups: int = 1, normalize: str = "none", sifa: bool = True):
+        super().__init__(in_channels, planes, stride)
+        self.kernel_size, self.dilation, self.groups, self.normalize = kernel_size, dilation, groups, normalize
+        self.sifa = sifa
+        self.conv_offset = nn.Conv3d(planes, 2 * kernel_size ** 2, (1, 3, 3), padding=(0, 1, 1), bias=False)
+        nn.init.zeros_(self.conv_offset.weight)
+
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.sifa:
+            return x
+        offsets = self.conv_offset(motion_map(x))
+        return sifa_attention(x, offsets, self.kernel_size, self.dilation, self.groups, self.normalize)
