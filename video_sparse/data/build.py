@@ -21,6 +21,11 @@ class DataInfo:
     pairs: list[tuple[int, int]] = field(default_factory=list)  # time-reversal pairs (motion set)
 
 
+def _under_root(cfg: DictConfig, path: str) -> Path:
+    """``path`` as given when absolute (or without a root), else relative to ``data.root``."""
+    return Path(path) if cfg.root is None or Path(path).is_absolute() else Path(cfg.root) / path
+
+
 def resolve_data(data_cfg: DictConfig, progress: bool = True) -> tuple[DictConfig, DataInfo]:
     """Make the data config concrete: generate the motion set if needed, read class names.
 
@@ -33,8 +38,7 @@ def resolve_data(data_cfg: DictConfig, progress: bool = True) -> tuple[DictConfi
                              height=cfg.video_size, width=cfg.video_size, seed=cfg.seed)
         cfg.root = str(prepare_motion_dataset(spec, cfg.cache_dir, progress=progress))
         pairs = [tuple(p) for p in json.loads((Path(cfg.root) / "manifest.json").read_text())["pairs"]]
-    labels = Path(cfg.labels) if cfg.root is None or Path(cfg.labels).is_absolute() else Path(cfg.root) / cfg.labels
-    return cfg, DataInfo(root=str(cfg.root), class_names=read_class_names(labels), pairs=pairs)
+    return cfg, DataInfo(root=str(cfg.root), class_names=read_class_names(_under_root(cfg, cfg.labels)), pairs=pairs)
 
 
 def clip_transform(cfg: DictConfig, train: bool) -> ClipTransform:
@@ -47,8 +51,7 @@ def build_dataset(cfg: DictConfig, split: str, *, clips: int = 1, crops: int = 1
     ann = cfg.get(f"{split}_ann")
     if ann is None:
         raise ValueError(f"data.{split}_ann is not set; set it to the {split} annotation file")
-    ann_path = Path(ann) if cfg.root is None or Path(ann).is_absolute() else Path(cfg.root) / ann
-    records = read_path_label_list(ann_path, cfg.root)
+    records = read_path_label_list(_under_root(cfg, ann), cfg.root)
     train = split == "train"
     return VideoDataset(records, clip_transform(cfg, train), cfg.frames, train=train, clips=clips, crops=crops,
                         seed=seed)

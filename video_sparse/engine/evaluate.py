@@ -8,11 +8,17 @@ from typing import Sequence
 
 import torch
 from einops import rearrange
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..config import validate_eval
+from ..data import build_dataset, build_predict_dataset, resolve_data
+from ..models import build_model
+from ..tracking import Tracker
+from .checkpoint import load_checkpoint
 from .metrics import classification_metrics, confusion_matrix, multi_head_probs, plot_confusion_matrix, write_predictions
-from .runtime import autocast
+from .runtime import autocast, data_loader, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -86,16 +92,6 @@ def _predict_table(paths, probs, class_names, k) -> str:
 def evaluate_checkpoint(cfg, run_dir: str | Path) -> dict:
     """``eval.py``: re-evaluate a checkpoint on its run's dataset (or on ``data.*`` overrides) with
     ``test.clips`` x ``test.crops`` views, or classify the files in ``predict``."""
-    from omegaconf import OmegaConf
-
-    from ..config import validate_eval
-    from ..data import build_dataset, build_predict_dataset, resolve_data
-    from ..models import build_model
-    from ..tracking import Tracker
-    from .checkpoint import load_checkpoint
-    from .runtime import resolve_device
-    from .trainer import _loader
-
     validate_eval(cfg)
     run_dir = Path(run_dir)
     ckpt = load_checkpoint(cfg.checkpoint)
@@ -117,7 +113,7 @@ def evaluate_checkpoint(cfg, run_dir: str | Path) -> dict:
     if cfg.predict is not None:
         paths = [cfg.predict] if isinstance(cfg.predict, str) else list(cfg.predict)
         dataset = build_predict_dataset(data_cfg, paths, clips=clips, crops=crops)
-        result = predict(model, _loader(dataset, cfg.trainer.batch_size, cfg.trainer.num_workers, device),
+        result = predict(model, data_loader(dataset, cfg.trainer.batch_size, cfg.trainer.num_workers, device),
                          device, cfg.trainer.amp, desc="predict")
         write_predictions(run_dir / "predictions.csv", result["paths"], result["probs"].nan_to_num(0.0),
                           result["labels"], class_names, topk=cfg.predict_topk)
@@ -127,7 +123,7 @@ def evaluate_checkpoint(cfg, run_dir: str | Path) -> dict:
     data_cfg, info = resolve_data(data_cfg)
     split = cfg.split
     dataset = build_dataset(data_cfg, split, clips=clips, crops=crops)
-    result = predict(model, _loader(dataset, cfg.trainer.batch_size, cfg.trainer.num_workers, device),
+    result = predict(model, data_loader(dataset, cfg.trainer.batch_size, cfg.trainer.num_workers, device),
                      device, cfg.trainer.amp, desc=f"eval {split}")
     metrics = report(result, class_names, run_dir, views=views, pairs=info.pairs)
     tracker = Tracker(cfg.logger.mode, cfg.logger.project, run_dir, OmegaConf.to_container(cfg, resolve=True),

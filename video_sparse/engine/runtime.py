@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -27,3 +28,9 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def data_loader(dataset, batch_size: int, num_workers: int, device: torch.device, sampler=None) -> DataLoader:
+    """Training loader when ``sampler`` is given (full batches only), else an in-order loader."""
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=num_workers,
+                      pin_memory=device.type == "cuda", drop_last=sampler is not None)

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from ..config import ConfigError, validate_train
@@ -19,14 +19,9 @@ from .checkpoint import load_checkpoint, remove_partial_writes, save_checkpoint
 from .evaluate import predict, report
 from .metrics import classification_metrics, multi_head_loss
 from .optim import param_groups
-from .runtime import autocast, resolve_device, seed_everything
+from .runtime import autocast, data_loader, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
-
-
-def _loader(dataset, batch_size: int, num_workers: int, device: torch.device, sampler=None) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=num_workers,
-                      pin_memory=device.type == "cuda", drop_last=sampler is not None)
 
 
 def _resume_path(resume, ckpt_dir: Path) -> Path | None:
@@ -56,8 +51,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         raise ConfigError(f"trainer.batch_size x trainer.accumulate ({tc.batch_size * tc.accumulate}) exceeds the "
                           f"training set ({len(train_set)} videos). Fix: a smaller trainer.batch_size")
     sampler = DistributedSampler(train_set, num_replicas=1, rank=0, shuffle=True, seed=tc.seed, drop_last=True)
-    train_loader = _loader(train_set, tc.batch_size, tc.num_workers, device, sampler)
-    val_loader = _loader(val_set, tc.batch_size, tc.num_workers, device)
+    train_loader = data_loader(train_set, tc.batch_size, tc.num_workers, device, sampler)
+    val_loader = data_loader(val_set, tc.batch_size, tc.num_workers, device)
 
     model = instantiate(cfg.model, num_classes=len(info.class_names)).to(device)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -147,7 +142,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     model.load_state_dict(best["model"])
     views = {"clips": cfg.test.clips, "crops": cfg.test.crops}
     test_set = build_dataset(data_cfg, "val", clips=cfg.test.clips, crops=cfg.test.crops)
-    result = predict(model, _loader(test_set, tc.batch_size, tc.num_workers, device), device, tc.amp, desc="test")
+    result = predict(model, data_loader(test_set, tc.batch_size, tc.num_workers, device), device, tc.amp, desc="test")
     final = report(result, info.class_names, run_dir, views=views, pairs=info.pairs)
     final["best_epoch"] = best["epoch"]
     log.info("final (best epoch %d, %d clips x %d crops): top1 %.4f  top5 %.4f  mean class %.4f%s  failed %d",
