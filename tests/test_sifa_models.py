@@ -126,3 +126,33 @@ def test_torchvision_resnet_inflation(stem_init):
     torch.testing.assert_close(model.layer4_dual[1].conv2.weight[:, :, 0], tv["layer4.1.conv2.weight"])
     torch.testing.assert_close(model.layer3[5].conv3.weight[:, :, 0], tv["layer3.5.conv3.weight"])
     assert model.layer2[1].conv_offset.weight.abs().sum() == 0  # keeps its zero init
+
+
+def test_torchvision_weights_by_name(monkeypatch):
+    """``torchvision:<weights>`` fetches through torchvision (stubbed here: no network in tests)."""
+    import torchvision
+    tv = torchvision.models.resnet50(weights=None).state_dict()
+    asked = []
+
+    class FakeWeights:
+        url = "https://download.pytorch.org/models/resnet50.pth"
+
+        def get_state_dict(self, progress=True):
+            return tv
+
+    def fake_get_weight(name):
+        asked.append(name)
+        return FakeWeights()
+
+    monkeypatch.setattr(torchvision.models, "get_weight", fake_get_weight)
+    model = video_sparse.build_model("c2d_r50", num_classes=10, pretrained="torchvision:ResNet50_Weights.IMAGENET1K_V1")
+    assert asked == ["ResNet50_Weights.IMAGENET1K_V1"]
+    torch.testing.assert_close(model.layer1[0].conv1.weight[:, :, 0], tv["layer1.0.conv1.weight"])
+
+    class Offline(FakeWeights):
+        def get_state_dict(self, progress=True):
+            raise OSError("network unreachable")
+
+    monkeypatch.setattr(torchvision.models, "get_weight", lambda name: Offline())
+    with pytest.raises(RuntimeError, match="model.pretrained=/path/to/the/file.pth"):
+        video_sparse.build_model("c2d_r50", num_classes=10, pretrained="torchvision:ResNet50_Weights.IMAGENET1K_V1")

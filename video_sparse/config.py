@@ -116,8 +116,9 @@ def validate_train(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.resume: checkpoint not found: {resume}. "
                           "Fix: trainer.resume=auto, trainer.resume=none or a path to a .pt file")
     pretrained = OmegaConf.select(cfg, "model.pretrained")
-    if pretrained is not None and not os.path.isfile(str(pretrained)):
-        raise ConfigError(f"model.pretrained: file not found: {pretrained}. Fix: model.pretrained=/path/to/weights.pt")
+    if pretrained is not None and not str(pretrained).startswith("torchvision:") and not os.path.isfile(str(pretrained)):
+        raise ConfigError(f"model.pretrained: file not found: {pretrained}. Fix: model.pretrained=/path/to/weights.pt "
+                          "or model.pretrained=torchvision:ResNet50_Weights.IMAGENET1K_V1")
 
 
 def validate_eval(cfg: DictConfig) -> None:

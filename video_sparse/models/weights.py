@@ -100,17 +100,38 @@ def inflate_resnet(state: dict[str, torch.Tensor], model: nn.Module, stem_init: 
     return out
 
 
+TORCHVISION_PREFIX = "torchvision:"
+
+
+def torchvision_state_dict(weights_name: str) -> dict[str, torch.Tensor]:
+    """State dict of torchvision weights by name, e.g. ``ResNet101_Weights.IMAGENET1K_V2``."""
+    import torchvision
+
+    try:
+        weights = torchvision.models.get_weight(weights_name)
+    except (KeyError, ValueError, AttributeError) as e:
+        raise ValueError(f"unknown torchvision weights {weights_name!r} (e.g. ResNet50_Weights.IMAGENET1K_V1)") from e
+    try:
+        return weights.get_state_dict(progress=True)
+    except OSError as e:  # URLError is an OSError: no network
+        raise RuntimeError(f"cannot download torchvision weights {weights_name} ({e}). Download {weights.url} "
+                           "where there is network and pass model.pretrained=/path/to/the/file.pth") from e
+
+
 def load_pretrained(model: nn.Module, path_or_state_dict: str | os.PathLike | dict, strict: bool = False,
                     stem_init: str = "center") -> LoadReport:
     """Load into ``model``: a checkpoint of this project, a plain state_dict, an official SIFA-Net
     checkpoint (converted by :func:`convert_official_sifa`) or a torchvision ImageNet ResNet
-    (inflated by :func:`inflate_resnet` with ``stem_init``).
+    (inflated by :func:`inflate_resnet` with ``stem_init``), also by torchvision weights name:
+    ``"torchvision:ResNet50_Weights.IMAGENET1K_V1"`` (downloaded once into torch's hub cache).
 
     Tensors whose shape differs from the model's (e.g. a classifier for another number of
     classes) are skipped and reported. Prints and returns a :class:`LoadReport`; with
     ``strict=True`` any missing, unexpected or mismatched key raises instead.
     """
     source = path_or_state_dict
+    if isinstance(source, str) and source.startswith(TORCHVISION_PREFIX):
+        source = torchvision_state_dict(source[len(TORCHVISION_PREFIX):])
     if not isinstance(source, dict):
         if not os.path.isfile(source):
             raise FileNotFoundError(f"pretrained weights not found: {source}")
