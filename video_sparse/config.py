@@ -8,6 +8,7 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 
 from .models.registry import _MODELS, unknown_model_message
+from .models.weights import TORCHVISION_PREFIX
 
 
 class ConfigError(ValueError):
@@ -116,9 +117,9 @@ def validate_train(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.resume: checkpoint not found: {resume}. "
                           "Fix: trainer.resume=auto, trainer.resume=none or a path to a .pt file")
     pretrained = OmegaConf.select(cfg, "model.pretrained")
-    if pretrained is not None and not str(pretrained).startswith("torchvision:") and not os.path.isfile(str(pretrained)):
+    if pretrained is not None and not str(pretrained).startswith(TORCHVISION_PREFIX) and not os.path.isfile(str(pretrained)):
         raise ConfigError(f"model.pretrained: file not found: {pretrained}. Fix: model.pretrained=/path/to/weights.pt "
-                          "or model.pretrained=torchvision:ResNet50_Weights.IMAGENET1K_V1")
+                          f"or model.pretrained={TORCHVISION_PREFIX}ResNet50_Weights.IMAGENET1K_V1")
 
 
 def validate_eval(cfg: DictConfig) -> None:

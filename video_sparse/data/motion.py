@@ -440,4 +440,3 @@ def preview(path: str | os.PathLike, seed: int = 0, frames: int = 16, size: int 
     for label, name in enumerate(CLASS_NAMES):
         draw.text((8, label * size * scale + size * scale // 2 - 6), f"{label}: {name}", fill="black")
     canvas.save(path)
-

@@ -46,20 +46,22 @@ def _is_official_sifa(state: dict) -> bool:
     return any(k.endswith("def_cor.weight") for k in state) or "fc_dual.weight" in state
 
 
-def convert_official_sifa(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def convert_official_sifa(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Official SIFA-Net state_dict -> this project's names: the classifiers move into the heads
     (``fc`` -> ``head.fc``, ``fc_dual`` -> ``head_dual.fc``) and the frozen ``def_cor.weight``
-    constants (the 1/C scale, shaped for one clip length) are dropped, so the model runs at any T."""
-    out = {}
+    constants (the 1/C scale, shaped for one clip length) are dropped, so the model runs at any T.
+    Returns the converted state and the dropped keys."""
+    out, dropped = {}, []
     for k, v in state.items():
         if k.endswith("def_cor.weight"):
+            dropped.append(k)
             continue
         if k.startswith("fc."):
             k = "head." + k
         elif k.startswith("fc_dual."):
             k = "head_dual.fc." + k[len("fc_dual."):]
         out[k] = v
-    return out
+    return out, sorted(dropped)
 
 
 def _is_torchvision_resnet(state: dict) -> bool:
@@ -67,21 +69,23 @@ def _is_torchvision_resnet(state: dict) -> bool:
     return w is not None and w.ndim == 4 and "layer1.0.conv1.weight" in state
 
 
-def inflate_resnet(state: dict[str, torch.Tensor], model: nn.Module, stem_init: str = "center") -> dict[str, torch.Tensor]:
+def inflate_resnet(state: dict[str, torch.Tensor], model: nn.Module,
+                   stem_init: str = "center") -> tuple[dict[str, torch.Tensor], list[str]]:
     """A torchvision ImageNet ResNet state_dict -> C2D weights for ``model``.
 
     2D ``k x k`` kernels become ``1 x k x k``; the stem's ``7 x 7`` becomes ``ts x 7 x 7`` (``ts``
     read from the model) with the 2D kernel at temporal index ``ts // 2`` and zeros elsewhere
     (``stem_init="center"``, official) or repeated and divided by ``ts`` (``"repeat"``);
     ``layer4.*`` is copied into ``layer4_dual.*`` when the model has a dual branch; ``fc`` is
-    dropped (a new classifier is trained).
+    dropped (a new classifier is trained). Returns the inflated state and the dropped keys.
     """
     if stem_init not in ("center", "repeat"):
         raise ValueError(f"stem_init must be 'center' or 'repeat', got {stem_init!r}")
     own = model.state_dict()
-    out = {}
+    out, dropped = {}, []
     for k, v in state.items():
         if k.startswith("fc."):
+            dropped.append(k)
             continue
         if v.ndim == 4:
             if k == "conv1.weight" and "conv1.weight" in own:
@@ -97,7 +101,7 @@ def inflate_resnet(state: dict[str, torch.Tensor], model: nn.Module, stem_init: 
         out[k] = v
     if any(k.startswith("layer4_dual.") for k in own):
         out.update({"layer4_dual." + k[len("layer4."):]: v for k, v in out.items() if k.startswith("layer4.")})
-    return out
+    return out, sorted(dropped)
 
 
 TORCHVISION_PREFIX = "torchvision:"
@@ -137,15 +141,11 @@ def load_pretrained(model: nn.Module, path_or_state_dict: str | os.PathLike | di
             raise FileNotFoundError(f"pretrained weights not found: {source}")
         source = torch.load(source, map_location="cpu", weights_only=True)
     state = _state_dict_of(source)
-    original = set(state)
+    dropped: list[str] = []
     if _is_official_sifa(state):
-        state = convert_official_sifa(state)
-        dropped = sorted(k for k in original if k.endswith("def_cor.weight"))
+        state, dropped = convert_official_sifa(state)
     elif _is_torchvision_resnet(state):
-        state = inflate_resnet(state, model, stem_init)
-        dropped = sorted(k for k in original if k.startswith("fc."))
-    else:
-        dropped = []
+        state, dropped = inflate_resnet(state, model, stem_init)
     own = model.state_dict()
     report = LoadReport(dropped=dropped)
     to_load = {}

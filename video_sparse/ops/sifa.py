@@ -41,6 +41,15 @@ def _sample(frame_padded: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(frame_padded, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
+def _sample_tap(frame_padded: torch.Tensor, offsets_k: torch.Tensor, k: int, kernel_size: int,
+                dilation: int) -> torch.Tensor:
+    """``V_k``: the padded frame ``(B, C, H+2, W+2)`` sampled at tap k (row-major) displaced by
+    ``offsets_k`` ``(B, 2, H, W)``; returns ``(B, C, H, W)``."""
+    i, j = divmod(k, kernel_size)
+    height, width = offsets_k.shape[-2:]
+    return _sample(frame_padded, _tap_grid(offsets_k, i, j, kernel_size, dilation, height, width))
+
+
 def _grouped_dot(q: torch.Tensor, v: torch.Tensor, groups: int) -> torch.Tensor:
     """``(B, C, H, W) x (B, C, H, W) -> (B, G, H, W)``: channel sums within each group."""
     return rearrange(q * v, "b (g c) h w -> b g c h w", g=groups).sum(2)
@@ -62,20 +71,20 @@ class _SIFAAggregate(torch.autograd.Function):
     def forward(ctx, q, kv, offsets, kernel_size, dilation, groups, normalize):
         B, C, H, W = q.shape
         kv_pad = F.pad(kv, (1, 1, 1, 1))
-        taps = [(i, j) for i in range(kernel_size) for j in range(kernel_size)]
+        taps = range(kernel_size * kernel_size)
         scale = 1.0 / C if normalize == "none" else C ** -0.5
         logits = q.new_empty(len(taps), B, groups, H, W)
         out = torch.zeros_like(q)
-        for k, (i, j) in enumerate(taps):
-            v = _sample(kv_pad, _tap_grid(offsets[:, 2 * k:2 * k + 2], i, j, kernel_size, dilation, H, W))
+        for k in taps:
+            v = _sample_tap(kv_pad, offsets[:, 2 * k:2 * k + 2], k, kernel_size, dilation)
             logits[k] = _grouped_dot(q, v, groups) * scale
             if normalize == "none":
                 out += _scale_groups(logits[k], v)
         weights = logits if normalize == "none" else logits.softmax(dim=0)
         if normalize == "softmax":  # weights need every tap first: sample again
-            for k, (i, j) in enumerate(taps):
-                v = _sample(kv_pad, _tap_grid(offsets[:, 2 * k:2 * k + 2], i, j, kernel_size, dilation, H, W))
-                out += _scale_groups(weights[k], v)
+            for k in taps:
+                out += _scale_groups(weights[k], _sample_tap(kv_pad, offsets[:, 2 * k:2 * k + 2], k, kernel_size,
+                                                             dilation))
         ctx.save_for_backward(q, kv, offsets, weights)
         ctx.config = (kernel_size, dilation, groups, normalize, scale)
         return out
@@ -84,36 +93,31 @@ class _SIFAAggregate(torch.autograd.Function):
     def backward(ctx, grad_out):
         q, kv, offsets, weights = ctx.saved_tensors
         kernel_size, dilation, groups, normalize, scale = ctx.config
-        B, C, H, W = q.shape
-        taps = [(i, j) for i in range(kernel_size) for j in range(kernel_size)]
-        kv_pad = F.pad(kv, (1, 1, 1, 1)).detach()
+        taps = range(kernel_size * kernel_size)
+        kv_pad = F.pad(kv, (1, 1, 1, 1)).detach().requires_grad_(True)
         grad_q = torch.zeros_like(q)
         grad_kv_pad = torch.zeros_like(kv_pad)
         grad_offsets = torch.zeros_like(offsets)
 
-        def sample_with_grad(k, i, j):
-            with torch.enable_grad():
-                kv_k = kv_pad.requires_grad_(True)
-                off_k = offsets[:, 2 * k:2 * k + 2].detach().requires_grad_(True)
-                return kv_k, off_k, _sample(kv_k, _tap_grid(off_k, i, j, kernel_size, dilation, H, W))
-
         if normalize == "softmax":
             # The softmax couples the taps: dL/dlogit_k needs <grad_out, V_j> of every tap first.
             grad_weights = torch.empty_like(weights)
-            for k, (i, j) in enumerate(taps):
-                v = _sample(kv_pad, _tap_grid(offsets[:, 2 * k:2 * k + 2], i, j, kernel_size, dilation, H, W))
+            for k in taps:
+                v = _sample_tap(kv_pad, offsets[:, 2 * k:2 * k + 2], k, kernel_size, dilation)
                 grad_weights[k] = _grouped_dot(grad_out, v, groups)
             grad_logits = weights * (grad_weights - (weights * grad_weights).sum(0, keepdim=True))
 
-        for k, (i, j) in enumerate(taps):
-            kv_k, off_k, v = sample_with_grad(k, i, j)
+        for k in taps:
+            off_k = offsets[:, 2 * k:2 * k + 2].detach().requires_grad_(True)
+            with torch.enable_grad():
+                v = _sample_tap(kv_pad, off_k, k, kernel_size, dilation)
             # normalize="none": a_k is the scaled logit, so dL/dlogit_k = <grad_out, V_k> (one pass).
             grad_logit = grad_logits[k] if normalize == "softmax" else _grouped_dot(grad_out, v.detach(), groups)
             coef = grad_logit * scale
             grad_q += _scale_groups(coef, v.detach())
             # V_k feeds the output (weight a_k) and its own logit (through q).
             grad_v = _scale_groups(weights[k], grad_out) + _scale_groups(coef, q)
-            g_kv, g_off = torch.autograd.grad(v, (kv_k, off_k), grad_v)
+            g_kv, g_off = torch.autograd.grad(v, (kv_pad, off_k), grad_v)
             grad_kv_pad += g_kv
             grad_offsets[:, 2 * k:2 * k + 2] = g_off
         grad_kv = grad_kv_pad[..., 1:-1, 1:-1]
@@ -185,9 +189,8 @@ def sifa_attention_naive(features: torch.Tensor, offsets: torch.Tensor, kernel_s
     q = rearrange(features[:, :, :-1], "n c t h w -> (n t) c h w")
     kv = F.pad(rearrange(features[:, :, 1:], "n c t h w -> (n t) c h w"), (1, 1, 1, 1))
     off = rearrange(offsets[:, :, 1:], "n k t h w -> (n t) k h w")
-    taps = [(i, j) for i in range(kernel_size) for j in range(kernel_size)]
-    v = torch.stack([_sample(kv, _tap_grid(off[:, 2 * k:2 * k + 2], i, j, kernel_size, dilation, H, W))
-                     for k, (i, j) in enumerate(taps)])                       # (K2, B, C, H, W)
+    v = torch.stack([_sample_tap(kv, off[:, 2 * k:2 * k + 2], k, kernel_size, dilation)
+                     for k in range(kernel_size * kernel_size)])             # (K2, B, C, H, W)
     dots = rearrange(q * v, "k b (g c) h w -> k b g c h w", g=groups).sum(3)  # (K2, B, G, H, W)
     a = dots / C if normalize == "none" else (dots / C ** 0.5).softmax(0)
     agg = (a.repeat_interleave(C // groups, dim=2) * v).sum(0)
