@@ -61,6 +61,7 @@ def test_help_lists_config_groups(tmp_path):
     ("trainer.amp=fp8", "trainer.amp must be one of off, bf16, fp16"),
     ("data.short_side=16", "data.short_side (16) must be >= data.size"),
     ("trainer.resume=/nope/last.pt", "trainer.resume: checkpoint not found: /nope/last.pt"),
+    ("model.pretrained=/nope/w.pt", "model.pretrained: file not found: /nope/w.pt"),
 ])
 def test_config_mistakes_fail_fast_with_key_and_fix(tmp_path, tiny_overrides, override, message):
     start = time.time()
