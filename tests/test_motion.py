@@ -78,6 +78,20 @@ def test_rotating_actor_is_never_rotationally_symmetric():
         assert sample_video(seed, 4).shapes[0] != "circle"
 
 
+
+def test_rotation_step_of_the_default_clip_cannot_alias():
+    """The default clip (data.frames of data.video_frames, uniform sampling) turns the actor by less
+    than half the symmetry angle of every rotatable shape (45 degrees: square, cross) per step, so a
+    clockwise turn never looks like a shorter counter-clockwise one."""
+    from conftest import compose
+    from video_sparse.data.sampling import uniform_indices
+    data = compose("train", []).data
+    idx = uniform_indices(data.video_frames, data.frames)
+    for seed in range(200):
+        angle = sample_video(seed, 4, frames=data.video_frames).state.angle[:, :, 0].mean(1)  # frame centres
+        steps = np.rad2deg(np.diff(angle[idx]))
+        assert (steps > 15).all() and (steps < 45).all(), steps
+
 def test_nuisances_have_time_symmetric_law():
     """Distractor and background displacements carry no direction: their mean net displacement is
     ~0 and the sign of the net horizontal displacement is a fair coin, in every class."""

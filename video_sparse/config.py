@@ -72,29 +72,52 @@ def validate_common(cfg: DictConfig) -> None:
             raise ConfigError("trainer.device=cuda but no CUDA device is available. Fix: trainer.device=cpu (or auto)")
 
 
+def _check_optional(cfg: DictConfig, key: str, default: Any, ok: Callable[[Any], bool], want: str,
+                    example: str) -> None:
+    """Like :func:`_check` for keys that older configs (e.g. in checkpoints) may lack."""
+    value = OmegaConf.select(cfg, key, default=default)
+    if not ok(value):
+        raise ConfigError(f"{key} must be {want}, got {value!r} ({type(value).__name__}). Fix: {key}={example}")
+
+
 def validate_data(cfg: DictConfig, need_train: bool = True) -> None:
+    from .data.build import DATASETS
+    from .data.sampling import SAMPLINGS, SHORT_VIDEO_POLICIES
+
     for key in ("data.frames", "data.size", "data.short_side"):
         _check(cfg, key, positive_int, "an integer >= 1", "16")
     if _get(cfg, "data.short_side") < _get(cfg, "data.size"):
         raise ConfigError(f"data.short_side ({_get(cfg, 'data.short_side')}) must be >= data.size "
                           f"({_get(cfg, 'data.size')}). Fix: data.short_side={_get(cfg, 'data.size')}")
+    _check_optional(cfg, "data.sampling", "uniform", lambda v: v in SAMPLINGS, f"one of {', '.join(SAMPLINGS)}",
+                    "dense")
+    _check_optional(cfg, "data.interval", 1, positive_int, "an integer >= 1", "4")
+    _check_optional(cfg, "data.short_video", "loop", lambda v: v in SHORT_VIDEO_POLICIES,
+                    f"one of {', '.join(SHORT_VIDEO_POLICIES)}", "loop")
+    _check_optional(cfg, "data.num_classes", None, lambda v: v is None or positive_int(v),
+                    "an integer >= 1 or null", "400")
     name = _get(cfg, "data.name")
+    if name not in DATASETS:
+        raise ConfigError(f"data.name={name!r} is not a known dataset. Fix: data=<one of {', '.join(DATASETS)}>")
     if name == "motion":
         for key in ("data.train_size", "data.val_size", "data.video_frames"):
             _check(cfg, key, positive_int, "an integer >= 1", "100")
         _check(cfg, "data.video_size", lambda v: positive_int(v) and v % 2 == 0,
                "an even integer (H.264 yuv420p needs even sizes)", "64")
         _check(cfg, "data.seed", _is_int, "an integer", "0")
-    elif name == "list":
-        root = OmegaConf.select(cfg, "data.root")
-        if root is None or not os.path.isdir(str(root)):
-            what = "is not set" if root is None else f"is not a folder: {root}"
-            raise ConfigError(f"data.root {what}. Fix: data.root=/path/to/videos (list paths are relative to it)")
-        _check_file(cfg, "data.train_ann", required=need_train)
-        _check_file(cfg, "data.val_ann", required=need_train)
-        _check_file(cfg, "data.labels", required=True)
-    else:
-        raise ConfigError(f"data.name={name!r} is not a known dataset. Fix: data=motion or data=list")
+        return
+    root = OmegaConf.select(cfg, "data.root")
+    if root is None or not os.path.isdir(str(root)):
+        what = "is not set" if root is None else f"is not a folder: {root}"
+        raise ConfigError(f"data.root {what}. Fix: data.root=/path/to/videos (annotation paths are relative to it)")
+    _check_file(cfg, "data.train_ann", required=need_train)
+    _check_file(cfg, "data.val_ann", required=need_train)
+    _check_file(cfg, "data.test_ann", required=False)
+    if name == "ssv2" and OmegaConf.select(cfg, "data.labels") is None:
+        raise ConfigError("data.labels is not set; SSv2 maps its templates to ids with labels.json. "
+                          "Fix: data.labels=/path/to/ssv2/labels.json")
+    # Kinetics takes its class list from train_ann unless data.labels names a class-name file.
+    _check_file(cfg, "data.labels", required=DATASETS[name] is None)
 
 
 def validate_train(cfg: DictConfig) -> None:

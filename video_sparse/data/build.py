@@ -1,4 +1,4 @@
-"""Datasets from the ``data`` config group."""
+"""Datasets from the ``data`` config group (``data=motion|list|kinetics400|kinetics600|kinetics700|ssv2``)."""
 from __future__ import annotations
 
 import json
@@ -7,9 +7,16 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .dataset import VideoDataset, VideoRecord, read_class_names, read_path_label_list
+from .annotations import (ANNOTATION_SUFFIXES, AnnotationError, VideoRecord, annotation_class_names, load_annotation,
+                          read_class_names)
+from .dataset import VideoDataset
 from .motion import MotionSetSpec, prepare_motion_dataset
 from .transforms import ClipTransform
+
+# data.name -> where its class list comes from when data.labels is not set ("train_ann": the sorted
+# label names of the training annotation; None: data.labels is required).
+DATASETS = {"motion": None, "list": None, "kinetics400": "train_ann", "kinetics600": "train_ann",
+            "kinetics700": "train_ann", "ssv2": None}
 
 
 @dataclass
@@ -26,6 +33,25 @@ def _under_root(cfg: DictConfig, path: str) -> Path:
     return Path(path) if cfg.root is None or Path(path).is_absolute() else Path(cfg.root) / path
 
 
+def dataset_classes(cfg: DictConfig) -> tuple[list[str], str]:
+    """The class list of a data config and a description of where it comes from (for messages):
+    ``data.labels`` when set, else (Kinetics) the sorted label names of ``data.train_ann``, so
+    that every split maps a name to the same id."""
+    labels = cfg.get("labels")
+    if labels is not None:
+        path = _under_root(cfg, labels)
+        return read_class_names(path), f"data.labels ({path})"
+    if DATASETS.get(cfg.name) == "train_ann":
+        train_ann = cfg.get("train_ann")
+        if train_ann is None:
+            raise AnnotationError("the class list comes from data.train_ann (its sorted label names), which is not "
+                                  "set. Fix: data.train_ann=/path/to/train.csv or data.labels=/path/to/classes.txt")
+        path = _under_root(cfg, train_ann)
+        return annotation_class_names(path), f"the training annotation {path}"
+    raise AnnotationError(f"data.labels is not set; data={cfg.name} needs a class-name file. "
+                          "Fix: data.labels=/path/to/classes.txt (or SSv2's labels.json)")
+
+
 def resolve_data(data_cfg: DictConfig, progress: bool = True) -> tuple[DictConfig, DataInfo]:
     """Make the data config concrete: generate the motion set if needed, read class names.
 
@@ -38,7 +64,13 @@ def resolve_data(data_cfg: DictConfig, progress: bool = True) -> tuple[DictConfi
                              height=cfg.video_size, width=cfg.video_size, seed=cfg.seed)
         cfg.root = str(prepare_motion_dataset(spec, cfg.cache_dir, progress=progress))
         pairs = [tuple(p) for p in json.loads((Path(cfg.root) / "manifest.json").read_text())["pairs"]]
-    return cfg, DataInfo(root=str(cfg.root), class_names=read_class_names(_under_root(cfg, cfg.labels)), pairs=pairs)
+    class_names, source = dataset_classes(cfg)
+    expected = cfg.get("num_classes")
+    if expected is not None and len(class_names) != expected:
+        raise AnnotationError(f"{source} gives {len(class_names)} classes but data.num_classes={expected} "
+                              f"(data={cfg.name}). Fix: the annotation files of that dataset, or "
+                              f"data.num_classes={len(class_names)} for a subset or another class list")
+    return cfg, DataInfo(root=str(cfg.root), class_names=class_names, pairs=pairs)
 
 
 def clip_transform(cfg: DictConfig, train: bool) -> ClipTransform:
@@ -46,18 +78,35 @@ def clip_transform(cfg: DictConfig, train: bool) -> ClipTransform:
                          mean=tuple(cfg.mean), std=tuple(cfg.std))
 
 
+def _sampling_kwargs(cfg: DictConfig) -> dict:
+    # .get with defaults: configs saved in checkpoints before these keys existed sample uniformly.
+    return {"sampling": cfg.get("sampling", "uniform"), "interval": cfg.get("interval", 1),
+            "short_video": cfg.get("short_video", "loop")}
+
+
 def build_dataset(cfg: DictConfig, split: str, *, clips: int = 1, crops: int = 1, seed: int = 0) -> VideoDataset:
-    """``split`` in {train, val, test}: the list ``data.<split>_ann`` under ``data.root``."""
+    """``split`` in {train, val, test}: the annotation ``data.<split>_ann`` (any style, see
+    :mod:`.annotations`) with videos under ``data.root``. Missing videos are skipped and reported."""
     ann = cfg.get(f"{split}_ann")
     if ann is None:
-        raise ValueError(f"data.{split}_ann is not set; set it to the {split} annotation file")
-    records = read_path_label_list(_under_root(cfg, ann), cfg.root)
+        raise AnnotationError(f"data.{split}_ann is not set. Fix: data.{split}_ann=/path/to/the/{split}/annotation")
+    class_names, source = dataset_classes(cfg)
+    records, missing = load_annotation(_under_root(cfg, ann), cfg.root, class_names, class_source=source)
     train = split == "train"
     return VideoDataset(records, clip_transform(cfg, train), cfg.frames, train=train, clips=clips, crops=crops,
-                        seed=seed)
+                        seed=seed, missing=missing, **_sampling_kwargs(cfg))
 
 
 def build_predict_dataset(cfg: DictConfig, paths: list[str], *, clips: int = 1, crops: int = 1) -> VideoDataset:
-    """Unlabelled videos for ``eval.py predict=[...]``."""
-    records = [VideoRecord(str(p), -1) for p in paths]
-    return VideoDataset(records, clip_transform(cfg, False), cfg.frames, train=False, clips=clips, crops=crops)
+    """Unlabelled videos for ``eval.py predict=[...]``: video files, or annotation files (e.g. SSv2's
+    ``test.json``, a Kinetics test CSV) whose videos under ``data.root`` are all classified."""
+    records, missing = [], []
+    for p in paths:
+        if Path(p).suffix.lower() in ANNOTATION_SUFFIXES:
+            found, gone = load_annotation(p, cfg.get("root"), labels="ignored")
+            records += found
+            missing += gone
+        else:
+            records.append(VideoRecord(str(p), -1))
+    return VideoDataset(records, clip_transform(cfg, False), cfg.frames, train=False, clips=clips, crops=crops,
+                        missing=missing, **_sampling_kwargs(cfg))

@@ -1,62 +1,19 @@
-"""Annotation lists and the map-style video dataset shared by every data source."""
+"""The map-style video dataset shared by every data source (decode, sample, transform, failure policy)."""
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+# Annotation types live in .annotations; re-exported here, where the first data path defined them.
+from .annotations import AnnotationError, VideoRecord, read_class_names, read_path_label_list  # noqa: F401
 from .decode import VideoDecodeError, read_frames
-from .sampling import uniform_indices
+from .sampling import FrameSampler
 from .transforms import ClipTransform
 
 log = logging.getLogger(__name__)
-
-
-class AnnotationError(ValueError):
-    """An annotation file is missing or malformed."""
-
-
-@dataclass(frozen=True)
-class VideoRecord:
-    path: str   # absolute or relative to the dataset root
-    label: int  # -1 when unknown (prediction)
-
-
-def read_path_label_list(ann_file: str | os.PathLike, root: str | os.PathLike | None = None) -> list[VideoRecord]:
-    """Read a ``path label`` list (one video per line; the label is the last field, so paths may
-    contain spaces). Relative paths are joined to ``root`` (default: the list's folder)."""
-    ann_file = Path(ann_file)
-    if not ann_file.is_file():
-        raise AnnotationError(f"annotation file not found: {ann_file}")
-    base = Path(root) if root else ann_file.parent
-    records = []
-    for lineno, line in enumerate(ann_file.read_text().splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.rsplit(None, 1)
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-            raise AnnotationError(f"{ann_file}:{lineno}: expected 'path label' with an integer label, got {line!r}")
-        records.append(VideoRecord(str(base / parts[0]), int(parts[1])))
-    if not records:
-        raise AnnotationError(f"{ann_file}: no videos listed")
-    return records
-
-
-def read_class_names(path: str | os.PathLike) -> list[str]:
-    """One class name per line, in label order."""
-    path = Path(path)
-    if not path.is_file():
-        raise AnnotationError(f"class-name file not found: {path}")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if not names:
-        raise AnnotationError(f"{path}: no class names")
-    return names
 
 
 class VideoDataset(Dataset):
@@ -69,14 +26,21 @@ class VideoDataset(Dataset):
 
     Sample: ``{"video": (3, T, S, S) in training or (V, 3, T, S, S) with V = clips x crops in
     evaluation, "label", "index", "path", "valid", "failed"}``.
+
+    Frames are chosen by a :class:`FrameSampler` (``sampling``, ``frames``, ``interval``,
+    ``short_video``: see :mod:`.sampling`); in evaluation ``clips`` temporal views x ``crops``
+    spatial crops. ``missing`` lists the annotated videos that were not on disk (already skipped).
     """
 
     def __init__(self, records: list[VideoRecord], transform: ClipTransform, frames: int, *, train: bool,
                  clips: int = 1, crops: int = 1, seed: int = 0, max_retries: int = 10,
-                 backends: tuple[str, ...] = ("decord", "pyav")):
+                 backends: tuple[str, ...] = ("decord", "pyav"), sampling: str = "uniform", interval: int = 1,
+                 short_video: str = "loop", missing: list[str] | None = None):
         self.records, self.transform, self.frames, self.train = records, transform, frames, train
         self.clips, self.crops, self.seed, self.max_retries = clips, crops, seed, max_retries
         self.backends = tuple(backends)
+        self.sampler = FrameSampler(sampling, frames, interval, short_video)
+        self.missing = list(missing or [])
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -88,16 +52,18 @@ class VideoDataset(Dataset):
     def _load(self, index: int, rng: np.random.Generator) -> torch.Tensor:
         path = self.records[index].path
         if self.train:
-            frames = read_frames(path, lambda n: uniform_indices(n, self.frames), self.backends)
+            frames = read_frames(path, lambda n: self.sampler.train_indices(n, rng), self.backends)
             return self.transform(frames, rng)
         views = []
         for c in range(self.clips):
-            frames = read_frames(path, lambda n: uniform_indices(n, self.frames, view=c, num_views=self.clips),
+            frames = read_frames(path, lambda n: self.sampler.eval_indices(n, view=c, num_views=self.clips),
                                  self.backends)
             views += [self.transform(frames, crop=k, num_crops=self.crops) for k in range(self.crops)]
         return torch.stack(views)
 
     def __getitem__(self, index: int) -> dict:
+        # One generator per (seed, epoch, index): the sample does not depend on the worker or the
+        # rank that loads it, and differs across epochs.
         rng = np.random.default_rng([self.seed, self.epoch, index])
         failed, current = 0, index
         while True:

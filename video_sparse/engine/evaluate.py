@@ -30,6 +30,8 @@ def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device, am
 
     Batches hold ``video`` of shape ``(B, V, 3, T, H, W)`` (V views). Returns ``probs (N, C)``,
     ``labels (N,)``, ``valid (N,)`` (False for unreadable videos; their probs are NaN) and ``paths``.
+    Videos the annotation listed but that were missing on disk (``dataset.missing``) come last,
+    invalid, so that every listed video is accounted for in the report.
     """
     model.eval()
     probs, labels, valid, paths = [], [], [], []
@@ -45,6 +47,13 @@ def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device, am
         labels.append(batch["label"])
         valid.append(ok)
         paths += list(batch["path"])
+    missing = list(getattr(loader.dataset, "missing", []))
+    if missing:
+        num_classes = probs[0].shape[1] if probs else 0
+        probs.append(torch.full((len(missing), num_classes), float("nan")))
+        labels.append(torch.full((len(missing),), -1, dtype=torch.long))
+        valid.append(torch.zeros(len(missing), dtype=torch.bool))
+        paths += missing
     return {"probs": torch.cat(probs), "labels": torch.cat(labels), "valid": torch.cat(valid), "paths": paths}
 
 
