@@ -358,6 +358,13 @@ class _FolderListing:
         return os.path.join(self.base, relative) if name in names else None
 
 
+def _class_lookup(class_names: Sequence[str] | None) -> tuple[dict[str, int] | None, int | None]:
+    """Name -> id (the first id when a name repeats) and the class count, or (None, None)."""
+    if class_names is None:
+        return None, None
+    return {n: i for i, n in reversed(list(enumerate(class_names)))}, len(class_names)
+
+
 def _class_id(entry: AnnotationEntry, index: dict[str, int] | None, num_classes: int | None, labels: str,
               class_source: str) -> int:
     if labels == "ignored":
@@ -415,8 +422,7 @@ def load_annotation(ann_file: str | os.PathLike, root: str | os.PathLike | None 
         raise AnnotationError(f"{ann_file}: has no labels (an unlabelled test split), so it can be neither trained "
                               f"nor evaluated on. Fix: classify its videos with eval.py checkpoint=... "
                               f"predict={ann_file}")
-    index = None if class_names is None else {n: i for i, n in reversed(list(enumerate(class_names)))}
-    num_classes = None if class_names is None else len(class_names)
+    index, num_classes = _class_lookup(class_names)
     base = Path(root) if root else ann_file.parent
     listing = _FolderListing(str(base))
     records, missing = [], []
@@ -443,7 +449,6 @@ def read_path_label_list(ann_file: str | os.PathLike, root: str | os.PathLike | 
     ``class_names``."""
     ann_file = Path(ann_file)
     base = Path(root) if root else ann_file.parent
-    index = None if class_names is None else {n: i for i, n in reversed(list(enumerate(class_names)))}
-    num_classes = None if class_names is None else len(class_names)
+    index, num_classes = _class_lookup(class_names)
     return [VideoRecord(str(base / e.candidates[0]), _class_id(e, index, num_classes, "optional", "the class list"))
             for e in parse_path_label_list(ann_file)]
