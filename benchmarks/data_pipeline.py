@@ -1,7 +1,7 @@
 """Throughput of the motion benchmark's pipeline: generation, decoding per backend, dataset
 samples and the training step of the small models.
 
-    python benchmarks/data_pipeline.py [--videos 200] [--repeats 5] [--models c2d_small]
+    python benchmarks/data_pipeline.py [--videos 200] [--repeats 5] [--models c2d_small sifa_small]
 
 Prints a markdown table (median of repeats; peak RSS of this process for memory) to paste into
 docs/benchmarks.md.
@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from video_sparse import build_model  # noqa: E402
 from video_sparse.data.dataset import VideoDataset, read_path_label_list  # noqa: E402
 from video_sparse.data.decode import read_frames  # noqa: E402
+from video_sparse.data.frame_cache import FrameCache  # noqa: E402
 from video_sparse.data.motion import MotionSetSpec, prepare_motion_dataset  # noqa: E402
 from video_sparse.data.sampling import uniform_indices  # noqa: E402
 from video_sparse.data.transforms import ClipTransform  # noqa: E402
@@ -47,9 +48,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--videos", type=int, default=200, help="videos generated (train split) for the measurement")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--frames", type=int, default=8, help="clip frames (data.frames)")
+    ap.add_argument("--frames", type=int, default=4, help="clip frames (data.frames)")
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--models", nargs="+", default=["c2d_small"])
+    ap.add_argument("--models", nargs="+", default=["c2d_small", "sifa_small"])
     args = ap.parse_args()
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     rows = []
@@ -71,6 +72,13 @@ def main():
         n = min(100, len(ds))
         dt = median_time(lambda: [ds[i] for i in range(n)], args.repeats)
         rows.append(("dataset sample (decode + transform)", f"{n / dt:.0f} clips/s", f"{dt / n * 1e3:.2f} ms/clip"))
+        cache = FrameCache(n, 1, (args.frames, spec.height, spec.width, 3))
+        cached = VideoDataset(records[:n], ClipTransform(size=64, short_side=64, train=True), args.frames, train=True,
+                              frame_cache=cache)
+        [cached[i] for i in range(n)]  # fills the cache (the first epoch)
+        dt = median_time(lambda: [cached[i] for i in range(n)], args.repeats)
+        rows.append(("dataset sample from the frame cache (later epochs)", f"{n / dt:.0f} clips/s",
+                     f"{dt / n * 1e3:.2f} ms/clip"))
 
     for name in args.models:
         model = build_model(name, num_classes=10)

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 import video_sparse  # noqa: E402
 from video_sparse.layers.sifa import SIFABottleneck  # noqa: E402
 
-VIDEO_INPUTS = {"c2d_small": (8, 64), "sifa_small": (8, 64)}  # name: (frames, size); default (16, 224)
+VIDEO_INPUTS = {"c2d_small": (4, 64), "sifa_small": (4, 64)}  # name: (frames, size); default (16, 224)
 
 
 def sifa_operator_macs(model: torch.nn.Module, x: torch.Tensor) -> int:

@@ -62,6 +62,7 @@ def test_help_lists_config_groups(tmp_path):
     ("data.short_side=16", "data.short_side (16) must be >= data.size"),
     ("trainer.resume=/nope/last.pt", "trainer.resume: checkpoint not found: /nope/last.pt"),
     ("model.pretrained=/nope/w.pt", "model.pretrained: file not found: /nope/w.pt"),
+    ("data.sampling=segment", "data.cache_frames=true keeps the decoded frames of uniform sampling"),
 ])
 def test_config_mistakes_fail_fast_with_key_and_fix(tmp_path, tiny_overrides, override, message):
     start = time.time()

@@ -198,3 +198,51 @@ def test_dataset_samples_are_deterministic_per_epoch_and_index(video_dir):
         ds.set_epoch(epoch)
         crops.add(ds[0]["video"].sum().item())
     assert len(crops) > 1
+
+
+# ----------------------------------------------------------------------------- decoded-frame cache
+def _cached_dataset(video_dir, names, train, views=1, frame_shape=(4, 32, 32, 3), **kw):
+    from video_sparse.data.frame_cache import FrameCache
+    return _dataset(video_dir, names, train, frame_cache=FrameCache(len(names), views, frame_shape), **kw)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_frame_cache_gives_the_same_samples_and_decodes_once(video_dir, train, monkeypatch):
+    from video_sparse.data import dataset as dataset_module
+    names = ["good0", "good1"]
+    kw = {} if train else {"clips": 2, "crops": 3}
+    plain = _dataset(video_dir, names, train, **kw)
+    cached = _cached_dataset(video_dir, names, train, views=1 if train else 2, **kw)
+    calls = []
+    real = dataset_module.read_frames
+    monkeypatch.setattr(dataset_module, "read_frames", lambda *a: calls.append(a[0]) or real(*a))
+    for epoch in range(3):
+        plain.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        for i in range(len(names)):
+            torch.testing.assert_close(cached[i]["video"], plain[i]["video"], rtol=0, atol=0)
+    views = 1 if train else 2
+    # The plain dataset decodes every view of every video every epoch; the cached one each view once.
+    assert len(calls) == 3 * len(names) * views + len(names) * views
+
+
+def test_frame_cache_is_shared_by_dataloader_workers(video_dir):
+    ds = _cached_dataset(video_dir, ["good0", "good1", "good0", "good1"], train=True)
+    assert not ds.frame_cache.filled.any()
+    for _ in DataLoader(ds, batch_size=1, num_workers=2):
+        pass
+    # Filled by the worker processes, seen by the main process (and by the next epoch's workers).
+    assert ds.frame_cache.filled.all()
+    torch.testing.assert_close(ds.frame_cache.frames[0, 0], ds.frame_cache.frames[2, 0], rtol=0, atol=0)
+    assert ds.frame_cache.frames[0, 0].float().std() > 10  # real pixels, not the zero initialisation
+
+
+def test_frame_cache_skips_clips_of_another_size_and_unreadable_videos(video_dir):
+    ds = _cached_dataset(video_dir, ["good0", "truncated"], train=False, frame_shape=(4, 16, 16, 3))
+    assert ds[0]["valid"] and not ds[1]["valid"]
+    assert not ds.frame_cache.filled.any()
+
+
+def test_frame_cache_refuses_random_sampling(video_dir):
+    with pytest.raises(ValueError, match="uniform"):
+        _cached_dataset(video_dir, ["good0"], train=True, sampling="segment")

@@ -353,6 +353,8 @@ def test_malformed_labels_json(tmp_path, content, parts):
     ({"data.short_video": "pad"}, "data.short_video must be one of loop, repeat_last"),
     ({"data.interval": 0}, "data.interval must be an integer >= 1"),
     ({"data.name": "kinetics"}, "data.name='kinetics' is not a known dataset"),
+    ({"+data.cache_frames": True}, "data.cache_frames needs videos of one known size"),
+    ({"+data.cache_frames": "yes"}, "data.cache_frames must be true or false"),
 ])
 def test_kinetics_config_mistakes(kinetics, override, message):
     with pytest.raises(ConfigError, match="Fix:") as e:

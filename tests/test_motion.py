@@ -92,6 +92,7 @@ def test_rotation_step_of_the_default_clip_cannot_alias():
         steps = np.rad2deg(np.diff(angle[idx]))
         assert (steps > 15).all() and (steps < 45).all(), steps
 
+
 def test_nuisances_have_time_symmetric_law():
     """Distractor and background displacements carry no direction: their mean net displacement is
     ~0 and the sign of the net horizontal displacement is a fair coin, in every class."""

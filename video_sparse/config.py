@@ -96,6 +96,7 @@ def validate_data(cfg: DictConfig, need_train: bool = True) -> None:
                     f"one of {', '.join(SHORT_VIDEO_POLICIES)}", "loop")
     _check_optional(cfg, "data.num_classes", None, lambda v: v is None or positive_int(v),
                     "an integer >= 1 or null", "400")
+    _check_optional(cfg, "data.cache_frames", False, lambda v: isinstance(v, bool), "true or false", "false")
     name = _get(cfg, "data.name")
     if name not in DATASETS:
         raise ConfigError(f"data.name={name!r} is not a known dataset. Fix: data=<one of {', '.join(DATASETS)}>")
@@ -105,7 +106,15 @@ def validate_data(cfg: DictConfig, need_train: bool = True) -> None:
         _check(cfg, "data.video_size", lambda v: positive_int(v) and v % 2 == 0,
                "an even integer (H.264 yuv420p needs even sizes)", "64")
         _check(cfg, "data.seed", _is_int, "an integer", "0")
+        sampling = OmegaConf.select(cfg, "data.sampling", default="uniform")
+        if OmegaConf.select(cfg, "data.cache_frames") and sampling != "uniform":
+            raise ConfigError("data.cache_frames=true keeps the decoded frames of uniform sampling, which are the "
+                              f"same every epoch; data.sampling={sampling} draws new ones. "
+                              "Fix: data.cache_frames=false")
         return
+    if OmegaConf.select(cfg, "data.cache_frames"):
+        raise ConfigError(f"data.cache_frames needs videos of one known size: only data=motion has them, not "
+                          f"data={name}. Fix: data.cache_frames=false")
     root = OmegaConf.select(cfg, "data.root")
     if root is None or not os.path.isdir(str(root)):
         what = "is not set" if root is None else f"is not a folder: {root}"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,8 +11,11 @@ from omegaconf import DictConfig, OmegaConf
 from .annotations import (ANNOTATION_SUFFIXES, AnnotationError, VideoRecord, annotation_class_names, load_annotation,
                           read_class_names)
 from .dataset import VideoDataset
+from .frame_cache import FrameCache
 from .motion import MotionSetSpec, prepare_motion_dataset
 from .transforms import ClipTransform
+
+log = logging.getLogger(__name__)
 
 # data.name -> where its class list comes from when data.labels is not set ("train_ann": the sorted
 # label names of the training annotation; None: data.labels is required).
@@ -84,17 +88,36 @@ def _sampling_kwargs(cfg: DictConfig) -> dict:
             "short_video": cfg.get("short_video", "loop")}
 
 
-def build_dataset(cfg: DictConfig, split: str, *, clips: int = 1, crops: int = 1, seed: int = 0) -> VideoDataset:
+def _frame_cache(cfg: DictConfig, num_videos: int, views: int) -> FrameCache | None:
+    """The motion set's decoded-frame cache (``data.cache_frames``): its videos all have one size."""
+    if not cfg.get("cache_frames", False):
+        return None
+    shape = (cfg.frames, cfg.video_size, cfg.video_size, 3)
+    try:
+        cache = FrameCache(num_videos, views, shape)
+    except RuntimeError as e:  # shared memory exhausted (e.g. a small /dev/shm in a container)
+        log.warning("data.cache_frames: cannot allocate shared memory (%s); decoding every epoch instead", e)
+        return None
+    log.info("caching decoded frames in shared memory: %d videos x %d view(s) x %s = %.0f MB", num_videos, views,
+             "x".join(map(str, shape)), cache.nbytes / 1e6)
+    return cache
+
+
+def build_dataset(cfg: DictConfig, split: str, *, clips: int = 1, crops: int = 1, seed: int = 0,
+                  cache_frames: bool = False) -> VideoDataset:
     """``split`` in {train, val, test}: the annotation ``data.<split>_ann`` (any style, see
-    :mod:`.annotations`) with videos under ``data.root``. Missing videos are skipped and reported."""
+    :mod:`.annotations`) with videos under ``data.root``. Missing videos are skipped and reported.
+    ``cache_frames``: decode each clip once per run when ``data.cache_frames`` allows it (for
+    datasets read every epoch)."""
     ann = cfg.get(f"{split}_ann")
     if ann is None:
         raise AnnotationError(f"data.{split}_ann is not set. Fix: data.{split}_ann=/path/to/the/{split}/annotation")
     class_names, source = dataset_classes(cfg)
     records, missing = load_annotation(_under_root(cfg, ann), cfg.root, class_names, class_source=source)
     train = split == "train"
+    cache = _frame_cache(cfg, len(records), 1 if train else clips) if cache_frames else None
     return VideoDataset(records, clip_transform(cfg, train), cfg.frames, train=train, clips=clips, crops=crops,
-                        seed=seed, missing=missing, **_sampling_kwargs(cfg))
+                        seed=seed, missing=missing, frame_cache=cache, **_sampling_kwargs(cfg))
 
 
 def build_predict_dataset(cfg: DictConfig, paths: list[str], *, clips: int = 1, crops: int = 1) -> VideoDataset:

@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 # Annotation types live in .annotations; re-exported here, where the first data path defined them.
 from .annotations import AnnotationError, VideoRecord, read_class_names, read_path_label_list  # noqa: F401
 from .decode import VideoDecodeError, read_frames
+from .frame_cache import FrameCache
 from .sampling import FrameSampler
 from .transforms import ClipTransform
 
@@ -30,17 +31,22 @@ class VideoDataset(Dataset):
     Frames are chosen by a :class:`FrameSampler` (``sampling``, ``frames``, ``interval``,
     ``short_video``: see :mod:`.sampling`); in evaluation ``clips`` temporal views x ``crops``
     spatial crops. ``missing`` lists the annotated videos that were not on disk (already skipped).
+    ``frame_cache`` (``uniform`` sampling in training): decoded frames are kept for later epochs.
     """
 
     def __init__(self, records: list[VideoRecord], transform: ClipTransform, frames: int, *, train: bool,
                  clips: int = 1, crops: int = 1, seed: int = 0, max_retries: int = 10,
                  backends: tuple[str, ...] = ("decord", "pyav"), sampling: str = "uniform", interval: int = 1,
-                 short_video: str = "loop", missing: list[str] | None = None):
+                 short_video: str = "loop", missing: list[str] | None = None,
+                 frame_cache: FrameCache | None = None):
         self.records, self.transform, self.frames, self.train = records, transform, frames, train
         self.clips, self.crops, self.seed, self.max_retries = clips, crops, seed, max_retries
         self.backends = tuple(backends)
         self.sampler = FrameSampler(sampling, frames, interval, short_video)
         self.missing = list(missing or [])
+        if frame_cache is not None and train and sampling != "uniform":
+            raise ValueError(f"a frame cache needs the same frames every epoch (sampling 'uniform'), got {sampling!r}")
+        self.frame_cache = frame_cache
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -49,15 +55,19 @@ class VideoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def _read(self, index: int, view: int, choose) -> np.ndarray:
+        def decode():
+            return read_frames(self.records[index].path, choose, self.backends)
+
+        return decode() if self.frame_cache is None else self.frame_cache.get(index, view, decode)
+
     def _load(self, index: int, rng: np.random.Generator) -> torch.Tensor:
-        path = self.records[index].path
         if self.train:
-            frames = read_frames(path, lambda n: self.sampler.train_indices(n, rng), self.backends)
+            frames = self._read(index, 0, lambda n: self.sampler.train_indices(n, rng))
             return self.transform(frames, rng)
         views = []
         for c in range(self.clips):
-            frames = read_frames(path, lambda n: self.sampler.eval_indices(n, view=c, num_views=self.clips),
-                                 self.backends)
+            frames = self._read(index, c, lambda n: self.sampler.eval_indices(n, view=c, num_views=self.clips))
             views += [self.transform(frames, crop=k, num_crops=self.crops) for k in range(self.crops)]
         return torch.stack(views)
 

@@ -48,9 +48,12 @@ SHAPES = ("circle", "square", "triangle", "cross", "bar", "half-disc", "ell")
 ROTATABLE_SHAPES = tuple(s for s in SHAPES if s != "circle")
 # Sizes are radii as fractions of min(H, W); noise in [0, 1] intensity units.
 ACTOR_SIZE = (0.14, 0.18)
+# A rotating actor is drawn larger: its turn moves its outline by a few pixels per step, which must
+# span a cell of the models' stride-4/8 feature maps. (Size tells the pair, never the direction.)
+ROTATING_ACTOR_SIZE = (0.2, 0.25)
 DISTRACTOR_SIZE = (0.05, 0.09)
 NOISE_STD = 0.015
-GENERATOR_VERSION = 4  # bump when rendering changes, so cached sets are regenerated
+GENERATOR_VERSION = 5  # bump when rendering changes, so cached sets are regenerated
 
 
 def class_pairs() -> list[tuple[int, int]]:
@@ -167,7 +170,7 @@ def sample_video(seed: int | np.random.SeedSequence, label: int, frames: int = 1
 
     # --- actor (object 0): its motion is the class -------------------------------------------
     shape = str(rng.choice(ROTATABLE_SHAPES if pair == 2 else SHAPES))
-    size = rng.uniform(*ACTOR_SIZE) * scale
+    size = rng.uniform(*(ROTATING_ACTOR_SIZE if pair == 2 else ACTOR_SIZE)) * scale
     angle0 = rng.uniform(0, 2 * np.pi)
     cx = rng.uniform(size * 1.2, W - size * 1.2) * ones
     cy = rng.uniform(size * 1.2, H - size * 1.2) * ones
@@ -184,7 +187,7 @@ def sample_video(seed: int | np.random.SeedSequence, label: int, frames: int = 1
         else:
             cy = pos
     elif pair == 2:  # rotating clockwise on screen (y axis points down): the angle increases
-        angle = angle0 + np.deg2rad(rng.uniform(180.0, 240.0)) * tau
+        angle = angle0 + np.deg2rad(rng.uniform(90.0, 120.0)) * tau
     elif pair == 3:  # growing
         s0 = rng.uniform(0.05, 0.07) * scale
         ratio = rng.uniform(2.4, 3.0)

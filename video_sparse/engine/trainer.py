@@ -44,8 +44,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     seed_everything(tc.seed)
 
     data_cfg, info = resolve_data(cfg.data)
-    train_set = build_dataset(data_cfg, "train", seed=tc.seed)
-    val_set = build_dataset(data_cfg, "val")
+    train_set = build_dataset(data_cfg, "train", seed=tc.seed, cache_frames=True)
+    val_set = build_dataset(data_cfg, "val", cache_frames=True)
     steps_per_epoch = len(train_set) // (tc.batch_size * tc.accumulate)
     if steps_per_epoch == 0:
         raise ConfigError(f"trainer.batch_size x trainer.accumulate ({tc.batch_size * tc.accumulate}) exceeds the "
@@ -141,7 +141,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     best = load_checkpoint(ckpt_dir / "best.pt")
     model.load_state_dict(best["model"])
     views = {"clips": cfg.test.clips, "crops": cfg.test.crops}
-    test_set = build_dataset(data_cfg, "val", clips=cfg.test.clips, crops=cfg.test.crops)
+    if (cfg.test.clips, cfg.test.crops) == (1, 1):
+        test_set = val_set  # the per-epoch validation views (and their cached frames)
+    else:
+        test_set = build_dataset(data_cfg, "val", clips=cfg.test.clips, crops=cfg.test.crops)
     result = predict(model, data_loader(test_set, tc.batch_size, tc.num_workers, device), device, tc.amp, desc="test")
     final = report(result, info.class_names, run_dir, views=views, pairs=info.pairs)
     final["best_epoch"] = best["epoch"]

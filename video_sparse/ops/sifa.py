@@ -4,9 +4,9 @@ Every position of frame t attends to a deformable K x K neighbourhood of frame t
 predicted at frame t+1); the attended values are added to frame t, the last frame is unchanged.
 Exact semantics (the official CUDA operator, restated): see :func:`sifa_attention`.
 
-The fast path is a custom autograd Function that walks the K^2 taps one at a time in forward and
-again in backward, recomputing each bilinear sample instead of keeping K^2 sampled copies alive:
-extra memory is O(input) instead of O(K^2 x input).
+The fast path is a custom autograd Function that samples the K^2 taps (one ``grid_sample`` call),
+reduces them and frees them, then samples again in backward instead of keeping K^2 sampled copies
+alive between the two passes: what it saves for backward is O(input), not O(K^2 x input).
 """
 from __future__ import annotations
 
@@ -17,74 +17,64 @@ from einops import rearrange
 NORMALIZE = ("none", "softmax")
 
 
-def _tap_grid(offsets_k: torch.Tensor, i: int, j: int, kernel_size: int, dilation: int,
-              height: int, width: int) -> torch.Tensor:
-    """Sampling grid of tap (i, j) for ``grid_sample(align_corners=True)`` on an input padded by
+def _tap_grid(offsets: torch.Tensor, kernel_size: int, dilation: int) -> torch.Tensor:
+    """Sampling grid of every tap for ``grid_sample(align_corners=True)`` on an input padded by
     one zero pixel on every side.
 
-    ``offsets_k``: ``(B, 2, H, W)`` = (dy, dx) of this tap. Returns ``(B, H, W, 2)`` as (x, y).
+    ``offsets``: ``(B, 2 K^2, H, W)``, (dy, dx) per tap. Returns ``(B, K^2 H, W, 2)`` as (x, y):
+    the K^2 taps stacked along the height, so one ``grid_sample`` call samples them all.
     """
+    B, _, height, width = offsets.shape
     pad = (dilation * (kernel_size - 1) + 1) // 2
-    ys = torch.arange(height, device=offsets_k.device, dtype=offsets_k.dtype)[:, None]
-    xs = torch.arange(width, device=offsets_k.device, dtype=offsets_k.dtype)[None, :]
+    offsets = rearrange(offsets, "b (k two) h w -> b k two h w", two=2)
+    steps = torch.arange(kernel_size, device=offsets.device, dtype=offsets.dtype) * dilation
+    tap_y, tap_x = steps.repeat_interleave(kernel_size), steps.repeat(kernel_size)  # row-major taps
+    ys = torch.arange(height, device=offsets.device, dtype=offsets.dtype)
+    xs = torch.arange(width, device=offsets.device, dtype=offsets.dtype)
     # +1: coordinates in the padded frame, whose size (H + 2, W + 2) is always >= 3, so the
     # normalisation below never divides by zero (H = 1 or W = 1 work).
-    y = ys - pad + i * dilation + offsets_k[:, 0] + 1
-    x = xs - pad + j * dilation + offsets_k[:, 1] + 1
-    return torch.stack((2 * x / (width + 1) - 1, 2 * y / (height + 1) - 1), dim=-1)
+    y = (tap_y[:, None, None] + ys[None, :, None] - pad + 1) + offsets[:, :, 0]
+    x = (tap_x[:, None, None] + xs[None, None, :] - pad + 1) + offsets[:, :, 1]
+    grid = torch.stack((2 * x / (width + 1) - 1, 2 * y / (height + 1) - 1), dim=-1)
+    return rearrange(grid, "b k h w xy -> b (k h) w xy")
 
 
-def _sample(frame_padded: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """Bilinear samples with zero outside: a corner outside the frame reads the zero padding (or
-    lies beyond it, where grid_sample reads zero), so the whole sample vanishes unless
-    -1 < y < H and -1 < x < W, exactly as the official kernel."""
-    return F.grid_sample(frame_padded, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+def _sample_taps(frames: torch.Tensor, offsets: torch.Tensor, kernel_size: int, dilation: int) -> torch.Tensor:
+    """``V``: frames ``(B, C, H, W)`` bilinearly sampled at every tap displaced by ``offsets``
+    ``(B, 2 K^2, H, W)``; returns ``(B, C, K^2, H, W)``.
+
+    Zero outside: the frame is padded by one zero pixel, a corner outside the frame reads that
+    padding (or lies beyond it, where grid_sample reads zero), so a sample vanishes unless
+    -1 < y < H and -1 < x < W, exactly as the official kernel.
+    """
+    height = frames.shape[-2]
+    grid = _tap_grid(offsets, kernel_size, dilation)
+    v = F.grid_sample(F.pad(frames, (1, 1, 1, 1)), grid, mode="bilinear", padding_mode="zeros",
+                      align_corners=True)
+    return rearrange(v, "b c (k h) w -> b c k h w", h=height)
 
 
-def _sample_tap(frame_padded: torch.Tensor, offsets_k: torch.Tensor, k: int, kernel_size: int,
-                dilation: int) -> torch.Tensor:
-    """``V_k``: the padded frame ``(B, C, H+2, W+2)`` sampled at tap k (row-major) displaced by
-    ``offsets_k`` ``(B, 2, H, W)``; returns ``(B, C, H, W)``."""
-    i, j = divmod(k, kernel_size)
-    height, width = offsets_k.shape[-2:]
-    return _sample(frame_padded, _tap_grid(offsets_k, i, j, kernel_size, dilation, height, width))
-
-
-def _grouped_dot(q: torch.Tensor, v: torch.Tensor, groups: int) -> torch.Tensor:
-    """``(B, C, H, W) x (B, C, H, W) -> (B, G, H, W)``: channel sums within each group."""
-    return rearrange(q * v, "b (g c) h w -> b g c h w", g=groups).sum(2)
-
-
-def _scale_groups(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``a (B, G, H, W) * x (B, C, H, W)``: each group's weight applied to its channels (a
-    broadcast over a grouped view, no repeated copy of ``a``)."""
-    groups = a.shape[1]
-    if groups == 1:
-        return a * x
-    return (rearrange(x, "b (g c) h w -> b g c h w", g=groups) * a[:, :, None]).flatten(1, 2)
+def _grouped(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """``(B, C, ...) -> (B, G, C / G, ...)`` (a view)."""
+    return x.unflatten(1, (groups, x.shape[1] // groups))
 
 
 class _SIFAAggregate(torch.autograd.Function):
-    """A = sum_k a_k V_k for query frames ``q``, key/value frames ``kv`` and per-tap offsets."""
+    """A = sum_k a_k V_k for query frames ``q``, key/value frames ``kv`` and per-tap offsets.
+
+    Forward samples the K^2 taps, reduces them and lets them go; only the inputs and the
+    ``(B, G, K^2, H, W)`` weights are saved. Backward samples again (with autograd through
+    ``grid_sample`` for the key/value and offset gradients).
+    """
 
     @staticmethod
     def forward(ctx, q, kv, offsets, kernel_size, dilation, groups, normalize):
-        B, C, H, W = q.shape
-        kv_pad = F.pad(kv, (1, 1, 1, 1))
-        taps = range(kernel_size * kernel_size)
+        C = q.shape[1]
         scale = 1.0 / C if normalize == "none" else C ** -0.5
-        logits = q.new_empty(len(taps), B, groups, H, W)
-        out = torch.zeros_like(q)
-        for k in taps:
-            v = _sample_tap(kv_pad, offsets[:, 2 * k:2 * k + 2], k, kernel_size, dilation)
-            logits[k] = _grouped_dot(q, v, groups) * scale
-            if normalize == "none":
-                out += _scale_groups(logits[k], v)
-        weights = logits if normalize == "none" else logits.softmax(dim=0)
-        if normalize == "softmax":  # weights need every tap first: sample again
-            for k in taps:
-                out += _scale_groups(weights[k], _sample_tap(kv_pad, offsets[:, 2 * k:2 * k + 2], k, kernel_size,
-                                                             dilation))
+        v = _grouped(_sample_taps(kv, offsets, kernel_size, dilation), groups)  # (B, G, C/G, K2, H, W)
+        logits = (_grouped(q, groups).unsqueeze(3) * v).sum(2) * scale           # (B, G, K2, H, W)
+        weights = logits if normalize == "none" else logits.softmax(dim=2)
+        out = (weights.unsqueeze(2) * v).sum(3).flatten(1, 2)
         ctx.save_for_backward(q, kv, offsets, weights)
         ctx.config = (kernel_size, dilation, groups, normalize, scale)
         return out
@@ -93,34 +83,23 @@ class _SIFAAggregate(torch.autograd.Function):
     def backward(ctx, grad_out):
         q, kv, offsets, weights = ctx.saved_tensors
         kernel_size, dilation, groups, normalize, scale = ctx.config
-        taps = range(kernel_size * kernel_size)
-        kv_pad = F.pad(kv, (1, 1, 1, 1)).detach().requires_grad_(True)
-        grad_q = torch.zeros_like(q)
-        grad_kv_pad = torch.zeros_like(kv_pad)
-        grad_offsets = torch.zeros_like(offsets)
-
+        kv_leaf = kv.detach().requires_grad_(True)
+        offsets_leaf = offsets.detach().requires_grad_(True)
+        with torch.enable_grad():
+            v_all = _sample_taps(kv_leaf, offsets_leaf, kernel_size, dilation)
+        v = _grouped(v_all.detach(), groups)
+        grad_out_g = _grouped(grad_out, groups)
+        # dL/da_k = <grad_out, V_k> per group; through the softmax when there is one.
+        grad_weights = (grad_out_g.unsqueeze(3) * v).sum(2)
         if normalize == "softmax":
-            # The softmax couples the taps: dL/dlogit_k needs <grad_out, V_j> of every tap first.
-            grad_weights = torch.empty_like(weights)
-            for k in taps:
-                v = _sample_tap(kv_pad, offsets[:, 2 * k:2 * k + 2], k, kernel_size, dilation)
-                grad_weights[k] = _grouped_dot(grad_out, v, groups)
-            grad_logits = weights * (grad_weights - (weights * grad_weights).sum(0, keepdim=True))
-
-        for k in taps:
-            off_k = offsets[:, 2 * k:2 * k + 2].detach().requires_grad_(True)
-            with torch.enable_grad():
-                v = _sample_tap(kv_pad, off_k, k, kernel_size, dilation)
-            # normalize="none": a_k is the scaled logit, so dL/dlogit_k = <grad_out, V_k> (one pass).
-            grad_logit = grad_logits[k] if normalize == "softmax" else _grouped_dot(grad_out, v.detach(), groups)
-            coef = grad_logit * scale
-            grad_q += _scale_groups(coef, v.detach())
-            # V_k feeds the output (weight a_k) and its own logit (through q).
-            grad_v = _scale_groups(weights[k], grad_out) + _scale_groups(coef, q)
-            g_kv, g_off = torch.autograd.grad(v, (kv_pad, off_k), grad_v)
-            grad_kv_pad += g_kv
-            grad_offsets[:, 2 * k:2 * k + 2] = g_off
-        grad_kv = grad_kv_pad[..., 1:-1, 1:-1]
+            grad_logits = weights * (grad_weights - (weights * grad_weights).sum(2, keepdim=True))
+        else:
+            grad_logits = grad_weights
+        coef = grad_logits * scale
+        grad_q = (coef.unsqueeze(2) * v).sum(3).flatten(1, 2)
+        # V_k feeds the output (weight a_k) and its own logit (through q).
+        grad_v = weights.unsqueeze(2) * grad_out_g.unsqueeze(3) + coef.unsqueeze(2) * _grouped(q, groups).unsqueeze(3)
+        grad_kv, grad_offsets = torch.autograd.grad(v_all, (kv_leaf, offsets_leaf), grad_v.flatten(1, 2))
         return grad_q, grad_kv, grad_offsets, None, None, None, None
 
 
@@ -187,12 +166,11 @@ def sifa_attention_naive(features: torch.Tensor, offsets: torch.Tensor, kernel_s
     if T == 1:
         return features
     q = rearrange(features[:, :, :-1], "n c t h w -> (n t) c h w")
-    kv = F.pad(rearrange(features[:, :, 1:], "n c t h w -> (n t) c h w"), (1, 1, 1, 1))
+    kv = rearrange(features[:, :, 1:], "n c t h w -> (n t) c h w")
     off = rearrange(offsets[:, :, 1:], "n k t h w -> (n t) k h w")
-    v = torch.stack([_sample_tap(kv, off[:, 2 * k:2 * k + 2], k, kernel_size, dilation)
-                     for k in range(kernel_size * kernel_size)])             # (K2, B, C, H, W)
-    dots = rearrange(q * v, "k b (g c) h w -> k b g c h w", g=groups).sum(3)  # (K2, B, G, H, W)
-    a = dots / C if normalize == "none" else (dots / C ** 0.5).softmax(0)
-    agg = (a.repeat_interleave(C // groups, dim=2) * v).sum(0)
+    v = _sample_taps(kv, off, kernel_size, dilation)                          # (B, C, K2, H, W)
+    dots = rearrange(q.unsqueeze(2) * v, "b (g c) k h w -> b g c k h w", g=groups).sum(2)  # (B, G, K2, H, W)
+    a = dots / C if normalize == "none" else (dots / C ** 0.5).softmax(2)
+    agg = (a.repeat_interleave(C // groups, dim=1) * v).sum(2)
     agg = rearrange(agg, "(n t) c h w -> n c t h w", n=N)
     return features + F.pad(agg, (0, 0, 0, 0, 0, 1))
