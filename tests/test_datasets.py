@@ -130,6 +130,22 @@ def test_kinetics_class_list_is_sorted_and_ids_are_stable_across_splits(kinetics
     assert train.sampler == FrameSampler("dense", 4, 2, "loop") and train.train and not val.train
 
 
+def test_resolved_class_list_is_read_once(kinetics, monkeypatch):
+    """Training resolves the class list once (for Kinetics: a pass over the whole training CSV) and
+    hands it to every split instead of deriving it again."""
+    from video_sparse.data import build as build_module
+    cfg = kinetics_cfg(kinetics)
+    calls = []
+    real = build_module.annotation_class_names
+    monkeypatch.setattr(build_module, "annotation_class_names", lambda p: calls.append(p) or real(p))
+    data_cfg, info = resolve_data(cfg.data)
+    val = build_dataset(data_cfg, "val", info=info)
+    train = build_dataset(data_cfg, "train", info=info)
+    assert len(calls) == 1 and info.class_source.startswith("the training annotation")
+    assert [r.label for r in val.records] == [K_CLASSES.index("playing guitar"), K_CLASSES.index("zumba")]
+    assert {r.label for r in train.records} == set(range(4))
+
+
 def test_kinetics_class_list_from_labels_file(kinetics, tmp_path):
     names = list(reversed(K_CLASSES)) + ["yoga"]  # a class-name file fixes its own order and may list more
     (tmp_path / "classes.txt").write_text("\n".join(names) + "\n")

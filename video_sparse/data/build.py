@@ -30,6 +30,7 @@ class DataInfo:
     root: str
     class_names: list[str]
     pairs: list[tuple[int, int]] = field(default_factory=list)  # time-reversal pairs (motion set)
+    class_source: str = ""  # where class_names come from (for messages), see dataset_classes
 
 
 def _under_root(cfg: DictConfig, path: str) -> Path:
@@ -74,7 +75,7 @@ def resolve_data(data_cfg: DictConfig, progress: bool = True) -> tuple[DictConfi
         raise AnnotationError(f"{source} gives {len(class_names)} classes but data.num_classes={expected} "
                               f"(data={cfg.name}). Fix: the annotation files of that dataset, or "
                               f"data.num_classes={len(class_names)} for a subset or another class list")
-    return cfg, DataInfo(root=str(cfg.root), class_names=class_names, pairs=pairs)
+    return cfg, DataInfo(root=str(cfg.root), class_names=class_names, pairs=pairs, class_source=source)
 
 
 def clip_transform(cfg: DictConfig, train: bool) -> ClipTransform:
@@ -104,15 +105,16 @@ def _frame_cache(cfg: DictConfig, num_videos: int, views: int) -> FrameCache | N
 
 
 def build_dataset(cfg: DictConfig, split: str, *, clips: int = 1, crops: int = 1, seed: int = 0,
-                  cache_frames: bool = False) -> VideoDataset:
+                  cache_frames: bool = False, info: DataInfo | None = None) -> VideoDataset:
     """``split`` in {train, val, test}: the annotation ``data.<split>_ann`` (any style, see
     :mod:`.annotations`) with videos under ``data.root``. Missing videos are skipped and reported.
     ``cache_frames``: decode each clip once per run when ``data.cache_frames`` allows it (for
-    datasets read every epoch)."""
+    datasets read every epoch). ``info``: the :func:`resolve_data` result for ``cfg``, whose class
+    list is used instead of reading it again (Kinetics derives it from the whole training CSV)."""
     ann = cfg.get(f"{split}_ann")
     if ann is None:
         raise AnnotationError(f"data.{split}_ann is not set. Fix: data.{split}_ann=/path/to/the/{split}/annotation")
-    class_names, source = dataset_classes(cfg)
+    class_names, source = (info.class_names, info.class_source) if info else dataset_classes(cfg)
     records, missing = load_annotation(_under_root(cfg, ann), cfg.root, class_names, class_source=source)
     train = split == "train"
     cache = _frame_cache(cfg, len(records), 1 if train else clips) if cache_frames else None

@@ -131,7 +131,7 @@ def evaluate_checkpoint(cfg, run_dir: str | Path) -> dict:
 
     data_cfg, info = resolve_data(data_cfg)
     split = cfg.split
-    dataset = build_dataset(data_cfg, split, clips=clips, crops=crops)
+    dataset = build_dataset(data_cfg, split, clips=clips, crops=crops, info=info)
     result = predict(model, data_loader(dataset, cfg.trainer.batch_size, cfg.trainer.num_workers, device),
                      device, cfg.trainer.amp, desc=f"eval {split}")
     metrics = report(result, class_names, run_dir, views=views, pairs=info.pairs)

@@ -44,8 +44,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     seed_everything(tc.seed)
 
     data_cfg, info = resolve_data(cfg.data)
-    train_set = build_dataset(data_cfg, "train", seed=tc.seed, cache_frames=True)
-    val_set = build_dataset(data_cfg, "val", cache_frames=True)
+    train_set = build_dataset(data_cfg, "train", seed=tc.seed, cache_frames=True, info=info)
+    val_set = build_dataset(data_cfg, "val", cache_frames=True, info=info)
     steps_per_epoch = len(train_set) // (tc.batch_size * tc.accumulate)
     if steps_per_epoch == 0:
         raise ConfigError(f"trainer.batch_size x trainer.accumulate ({tc.batch_size * tc.accumulate}) exceeds the "
@@ -144,7 +144,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     if (cfg.test.clips, cfg.test.crops) == (1, 1):
         test_set = val_set  # the per-epoch validation views (and their cached frames)
     else:
-        test_set = build_dataset(data_cfg, "val", clips=cfg.test.clips, crops=cfg.test.crops)
+        test_set = build_dataset(data_cfg, "val", clips=cfg.test.clips, crops=cfg.test.crops, info=info)
     result = predict(model, data_loader(test_set, tc.batch_size, tc.num_workers, device), device, tc.amp, desc="test")
     final = report(result, info.class_names, run_dir, views=views, pairs=info.pairs)
     final["best_epoch"] = best["epoch"]
