@@ -8,21 +8,36 @@ from video_sparse.data.dataset import AnnotationError, VideoDataset, VideoRecord
 from video_sparse.data.decode import VideoDecodeError, read_frames
 from video_sparse.data.motion import write_mp4
 from video_sparse.data.sampling import uniform_indices
+from video_sparse.data.randaugment import ClipRandAugment
 from video_sparse.data.transforms import ClipTransform, crop_origins
 
 
 # ----------------------------------------------------------------------------- sampling
 def test_uniform_indices_cover_video_in_order():
     idx = uniform_indices(16, 8)
-    np.testing.assert_array_equal(idx, [1, 3, 5, 7, 9, 11, 13, 15])
+    np.testing.assert_array_equal(idx, [0, 2, 4, 6, 9, 11, 13, 15])  # ties go away from the middle
     np.testing.assert_array_equal(uniform_indices(16, 16), np.arange(16))
     np.testing.assert_array_equal(uniform_indices(100, 4), [12, 37, 62, 87])
 
 
+def test_evaluation_indices_of_a_reversed_video_are_the_reversed_indices():
+    """Reference: mirror the indices by hand. Every (frames, clip) pair, views included (view v of
+    the reversed video mirrors view V-1-v), except the middle frame of an odd clip of an even video."""
+    for n in range(1, 70):
+        for k in range(1, 20):
+            for views in (1, 2, 3):
+                for v in range(views):
+                    idx = uniform_indices(n, k, view=v, num_views=views)
+                    mirrored = n - 1 - uniform_indices(n, k, view=views - 1 - v, num_views=views)[::-1]
+                    if k % 2 == 1 and n % 2 == 0 and views % 2 == 1 and v == views // 2:
+                        idx, mirrored = np.delete(idx, k // 2), np.delete(mirrored, k // 2)
+                    np.testing.assert_array_equal(idx, mirrored, err_msg=f"{n} frames, clip {k}, view {v}/{views}")
+
+
 def test_uniform_indices_views_shift_evenly_and_stay_in_range():
     views = [uniform_indices(30, 5, view=v, num_views=3) for v in range(3)]
-    np.testing.assert_array_equal(views[0], [1, 7, 13, 19, 25])
-    np.testing.assert_array_equal(views[2], [5, 11, 17, 23, 29])
+    np.testing.assert_array_equal(views[0], [0, 6, 12, 19, 25])  # 6k + 0.5: ties away from the middle frame
+    np.testing.assert_array_equal(views[2], [4, 10, 17, 23, 29])  # view 0 mirrored
     for n in (1, 3, 7, 31):
         for v in range(4):
             idx = uniform_indices(n, 8, view=v, num_views=4)
@@ -57,21 +72,37 @@ def test_transform_shapes_and_normalisation():
     torch.testing.assert_close(white, torch.ones_like(white))
 
 
-def test_train_crop_and_flip_are_identical_for_all_frames():
+ALL_AUGMENTATIONS = [dict(), dict(scale_jitter=(24, 48)), dict(resized_crop_area=(0.08, 1.0)),
+                     dict(rand_augment=ClipRandAugment(4, 27), erase_prob=1.0),
+                     dict(scale_jitter=(30, 40), rand_augment=ClipRandAugment(2, 15), erase_prob=0.5)]
+
+
+@pytest.mark.parametrize("augment", ALL_AUGMENTATIONS)
+def test_train_augmentations_are_identical_for_all_frames(augment):
     frame = _frames(T=1)[0]
     clip = np.stack([frame] * 5)  # same frame 5 times: every output frame must be equal too
-    t = ClipTransform(size=24, short_side=40, train=True, flip=True)
+    t = ClipTransform(size=24, short_side=40, train=True, **augment)
     for seed in range(10):
-        out = t(clip, np.random.default_rng(seed))
+        out = t(clip, np.random.default_rng(seed), flip=seed % 2 == 1)
+        assert out.shape == (3, 5, 24, 24)
         for k in range(1, 5):
             torch.testing.assert_close(out[:, k], out[:, 0])
 
 
-def test_train_transform_is_reproducible_from_rng():
-    t = ClipTransform(size=24, short_side=40, train=True, flip=True)
-    a = t(_frames(), np.random.default_rng(5))
-    b = t(_frames(), np.random.default_rng(5))
+@pytest.mark.parametrize("augment", ALL_AUGMENTATIONS)
+def test_train_transform_is_reproducible_from_rng(augment):
+    t = ClipTransform(size=24, short_side=40, train=True, **augment)
+    a = t(_frames(), np.random.default_rng(5), flip=True)
+    b = t(_frames(), np.random.default_rng(5), flip=True)
     torch.testing.assert_close(a, b)
+    assert any(not torch.equal(a, t(_frames(), np.random.default_rng(s), flip=True)) for s in range(6, 9))
+
+
+def test_flip_mirrors_every_frame():
+    t = ClipTransform(size=40, short_side=40, train=True)
+    frames = _frames(W=40)
+    torch.testing.assert_close(t(frames, np.random.default_rng(0), flip=True),
+                               t(frames, np.random.default_rng(0)).flip(-1))
 
 
 def test_eval_crops_are_evenly_spaced_along_long_side():
@@ -116,7 +147,8 @@ def test_missing_annotation_and_class_files(tmp_path):
 # ----------------------------------------------------------------------------- decoding and failure policy
 @pytest.fixture
 def video_dir(tmp_path):
-    """Two good videos and the four kinds of bad file a dataset meets."""
+    """Two good videos and the kinds of bad file a dataset meets: zero bytes, not a video, truncated,
+    missing, no decodable frame, no video stream."""
     rng = np.random.default_rng(0)
     for name in ("good0", "good1"):
         write_mp4(tmp_path / f"{name}.mp4", rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8))
@@ -124,10 +156,30 @@ def video_dir(tmp_path):
     (tmp_path / "random.mp4").write_bytes(rng.integers(0, 256, 5000, dtype=np.uint8).tobytes())
     data = (tmp_path / "good0.mp4").read_bytes()
     (tmp_path / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    zeroed = bytearray(data)  # container intact, every coded frame zeroed: no decodable frame
+    start, end = zeroed.find(b"mdat") + 4, zeroed.find(b"moov") - 4
+    zeroed[start:end] = bytes(end - start)
+    (tmp_path / "undecodable.mp4").write_bytes(zeroed)
+    _write_audio_only(tmp_path / "audio.mp4")
     return tmp_path
 
 
-BAD = ("empty", "random", "truncated", "missing")
+def _write_audio_only(path):
+    """An MP4 with an AAC stream and no video stream."""
+    import av
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        for i in range(5):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+BAD = ("empty", "random", "truncated", "missing", "undecodable", "audio")
 
 
 @pytest.mark.parametrize("backends", [("decord", "pyav"), ("pyav",)])
@@ -140,6 +192,30 @@ def test_read_frames_good_video(video_dir, backends):
 def test_read_frames_bad_files_raise_one_clear_error(video_dir, name):
     with pytest.raises(VideoDecodeError, match=f"{name}.mp4"):
         read_frames(video_dir / f"{name}.mp4", lambda n: np.arange(n))
+
+
+def test_decoding_with_decord_keeps_pyav_able_to_write_vp9(video_dir, tmp_path):
+    """decord and PyAV bundle different libvpx builds; after our decoder ran, PyAV must still open
+    its VP9 encoder (a fresh process: the import order is what is tested)."""
+    import subprocess
+    import sys
+    code = f"""
+import numpy as np
+from video_sparse.data.decode import read_frames
+read_frames({str(video_dir / "good0.mp4")!r}, lambda n: np.arange(n), ("decord",))  # decord loads here
+import av
+with av.open({str(tmp_path / "out.webm")!r}, "w") as c:
+    s = c.add_stream("libvpx-vp9", rate=8)
+    s.width = s.height = 32
+    s.pix_fmt = "yuv420p"
+    for p in s.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")):
+        c.mux(p)
+    for p in s.encode():
+        c.mux(p)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "out.webm").stat().st_size > 0
 
 
 def test_pyav_fallback_when_decord_fails(video_dir, monkeypatch):
@@ -183,14 +259,15 @@ def test_evaluation_reports_unreadable_videos_instead_of_replacing(video_dir):
     names = ["good0", *BAD]
     ds = _dataset(video_dir, names, train=False, clips=2, crops=1)
     samples = [ds[i] for i in range(len(ds))]
-    assert [s["valid"] for s in samples] == [True, False, False, False, False]
+    assert [s["valid"] for s in samples] == [True] + [False] * len(BAD)
     assert [s["path"] for s in samples] == [str(video_dir / f"{n}.mp4") for n in names]
     assert samples[0]["video"].shape == (2, 3, 4, 32, 32)
 
 
 def test_dataset_samples_are_deterministic_per_epoch_and_index(video_dir):
     recs = [VideoRecord(str(video_dir / "good0.mp4"), 0)]
-    ds = VideoDataset(recs, ClipTransform(size=16, short_side=32, train=True, flip=True), frames=4, train=True, seed=1)
+    ds = VideoDataset(recs, ClipTransform(size=16, short_side=32, train=True), frames=4, train=True, seed=1,
+                      flip_labels=[0])
     a, b = ds[0]["video"], ds[0]["video"]
     torch.testing.assert_close(a, b)
     crops = set()
@@ -198,6 +275,25 @@ def test_dataset_samples_are_deterministic_per_epoch_and_index(video_dir):
         ds.set_epoch(epoch)
         crops.add(ds[0]["video"].sum().item())
     assert len(crops) > 1
+
+
+def test_persistent_workers_see_each_epoch_and_match_the_main_process(video_dir):
+    """Two persistent workers, three epochs: every batch equals the in-process one of that epoch
+    (the epoch reaches the workers; no worker repeats another's augmentation)."""
+    from video_sparse.engine.runtime import data_loader
+    recs = [VideoRecord(str(video_dir / "good0.mp4"), 0)] * 6
+    ds = VideoDataset(recs, ClipTransform(size=16, short_side=32, train=True, scale_jitter=(20, 32)), frames=4,
+                      train=True, seed=1, flip_labels=[0])
+    loader = data_loader(ds, batch_size=3, num_workers=2, device=torch.device("cpu"))
+    assert loader.persistent_workers
+    epochs = []
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        videos = torch.cat([b["video"] for b in loader])
+        torch.testing.assert_close(videos, torch.stack([ds[i]["video"] for i in range(6)]))
+        epochs.append(videos)
+        assert len({v.sum().item() for v in videos}) == 6  # the same video, six different augmentations
+    assert not torch.equal(epochs[0], epochs[1]) and not torch.equal(epochs[1], epochs[2])
 
 
 # ----------------------------------------------------------------------------- decoded-frame cache

@@ -4,10 +4,12 @@ videos; class ids, missing videos, error messages, dense/segment frame indices, 
 import csv
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from conftest import compose, run_app
 from video_sparse.config import ConfigError, validate_train
@@ -193,6 +195,34 @@ def test_missing_videos_count_as_failed_in_evaluation(kinetics, tmp_path):
     assert metrics["num_videos"] == 5 and metrics["num_failed"] == 1
     assert metrics["failed_videos"] == [_clip_name("gone", 0, 10)]
 
+def test_strict_evaluation_stops_at_a_missing_or_unreadable_video(kinetics, tmp_path, capsys):
+    from video_sparse import build_model
+    from video_sparse.apps import run_app as run_wrapped
+    from video_sparse.engine.evaluate import StrictEvaluationError, predict
+    from video_sparse.engine.runtime import data_loader
+    model, cpu = build_model("c2d_small", 4), torch.device("cpu")
+    cfg = kinetics_cfg(kinetics, **{"data.val_ann": kinetics / "annotations/train.csv"})  # "gone" is not on disk
+    loader = data_loader(build_dataset(cfg.data, "val"), batch_size=2, num_workers=0, device=cpu)
+    with pytest.raises(StrictEvaluationError, match=r"test.strict=true: 1 annotated videos are not on disk "
+                                                     r"\(first: gone_000000_000010\). Fix:"):
+        predict(model, loader, cpu, progress=False, strict=True)
+    (tmp_path / "bad.mp4").write_bytes(b"")
+    write_video(tmp_path / "good.mp4")
+    (tmp_path / "list.txt").write_text("good.mp4 0\nbad.mp4 1\n")
+    ds = VideoDataset(load_annotation(tmp_path / "list.txt", tmp_path, ["a", "b"])[0],
+                      ClipTransform(size=32, short_side=32), frames=4, train=False)
+    loader = data_loader(ds, batch_size=2, num_workers=0, device=cpu)
+    assert predict(model, loader, cpu, progress=False)["valid"].tolist() == [True, False]  # not strict: counted
+    with pytest.raises(StrictEvaluationError, match="1 videos cannot be decoded .*bad.mp4"):
+        predict(model, loader, cpu, progress=False, strict=True)
+
+    def evaluation(cfg, run_dir):
+        return predict(model, loader, cpu, progress=False, strict=True)
+    with pytest.raises(SystemExit) as e:
+        run_wrapped(evaluation, None, tmp_path)
+    assert e.value.code == 2 and "error: test.strict=true" in capsys.readouterr().err
+
+
 def test_missing_report_names_the_first_few(tmp_path, caplog):
     (tmp_path / "classes.txt").write_text("a\n")
     write_video(tmp_path / "here.mp4")
@@ -250,9 +280,11 @@ def test_list_without_class_names_needs_labels_file(tmp_path):
 # ============================================================================= SSv2
 # labels.json ids are not in alphabetical order: the id must come from the file, not from sorting.
 SSV2_LABELS = {"Pushing something from left to right": "0", "Holding something next to something": "1",
-               "Approaching something with your camera": "2"}
+               "Approaching something with your camera": "2", "Pushing something from right to left": "3",
+               "Turning the camera left while filming something": "4"}  # 4: its "right" partner is not in the set
 SSV2_TRAIN = [("101", "Pushing [something] from left to right"), ("102", "Holding [something] next to [something]"),
-              ("103", "Approaching [something] with your camera"), ("104", "Holding [something] next to [something]")]
+              ("103", "Approaching [something] with your camera"), ("104", "Holding [something] next to [something]"),
+              ("105", "Pushing [something] from right to left"), ("106", "Turning the camera left while filming [something]")]
 SSV2_VAL = [("201", "Approaching [something] with your camera"), ("202", "Pushing [something] from left to right"),
             ("299", "Pushing [something] from left to right")]  # 299 is not on disk
 
@@ -269,7 +301,7 @@ def ssv2(tmp_path_factory):
     (base / "train.json").write_text(json.dumps(_ssv2_items(SSV2_TRAIN)))
     (base / "validation.json").write_text(json.dumps(_ssv2_items(SSV2_VAL)))
     (base / "test.json").write_text(json.dumps([{"id": "301"}, {"id": "302"}]))
-    for vid in ["101", "102", "103", "201", "202", "301", "302"]:
+    for vid in ["101", "102", "103", "105", "106", "201", "202", "301", "302"]:
         write_video(base / "videos" / f"{vid}.webm")
     write_video(base / "videos" / "104.mp4")  # .mp4 is accepted too
     return base
@@ -277,7 +309,7 @@ def ssv2(tmp_path_factory):
 
 def ssv2_cfg(ssv2, **extra):
     overrides = ["data=ssv2", f"data.root={ssv2}/videos", f"data.labels={ssv2}/labels.json",
-                 f"data.train_ann={ssv2}/train.json", f"data.val_ann={ssv2}/validation.json", "data.num_classes=3",
+                 f"data.train_ann={ssv2}/train.json", f"data.val_ann={ssv2}/validation.json", "data.num_classes=5",
                  "data.frames=4", "data.size=32", "data.short_side=32", "model=c2d_small", "logger.mode=disabled",
                  *(f"{k}={v}" for k, v in extra.items())]
     return compose("train", overrides)
@@ -290,17 +322,41 @@ def test_ssv2_labels_come_from_templates_and_labels_json(ssv2, caplog):
     data_cfg, info = resolve_data(cfg.data)
     assert info.class_names == names
     train = build_dataset(data_cfg, "train")
-    assert [r.label for r in train.records] == [0, 1, 2, 1]
-    assert [r.path.rsplit("/", 1)[1] for r in train.records] == ["101.webm", "102.webm", "103.webm", "104.mp4"]
+    assert [r.label for r in train.records] == [0, 1, 2, 1, 3, 4]
+    assert [r.path.rsplit("/", 1)[1] for r in train.records] == ["101.webm", "102.webm", "103.webm", "104.mp4",
+                                                                  "105.webm", "106.webm"]
     with caplog.at_level(logging.WARNING, logger="video_sparse.data.annotations"):
         val = build_dataset(data_cfg, "val", clips=2)
     assert [r.label for r in val.records] == [2, 0] and val.missing == ["299"]
     assert any("1 of 3 videos" in r.getMessage() and "299" in r.getMessage() for r in caplog.records)
-    assert train.sampler == FrameSampler("segment", 4) and not train.transform.flip
+    assert train.sampler == FrameSampler("segment", 4)
     # the VP9 webm decodes through the dataset, training and multi-view evaluation
     assert train[0]["video"].shape == (3, 4, 32, 32) and train[0]["valid"]
     sample = val[1]
     assert sample["valid"] and sample["video"].shape == (2, 3, 4, 32, 32)
+
+
+def test_ssv2_flip_swaps_left_right_labels_by_name(ssv2):
+    """data.flip=swap: a mirrored "left to right" clip is labelled "right to left" (and back); a class
+    without a mirrored partner is never mirrored; other classes are mirrored and keep their label."""
+    data_cfg, info = resolve_data(ssv2_cfg(ssv2, **{"data.flip": "swap"}).data)
+    assert build_dataset(data_cfg, "train", info=info).flip_labels == [3, 1, 2, 0, -1]
+    plain = build_dataset(OmegaConf.merge(data_cfg, {"flip": False}), "train", info=info)
+    swap = build_dataset(data_cfg, "train", info=info)
+    assert plain.flip_labels is None and build_dataset(data_cfg, "val", info=info).flip_labels is None
+    seen = {i: set() for i in range(len(swap))}
+    for epoch in range(12):
+        plain.set_epoch(epoch)
+        swap.set_epoch(epoch)
+        for i in range(len(swap)):
+            a, b = plain[i], swap[i]  # full-frame crops: same frames, mirrored or not
+            mirrored = not torch.equal(a["video"], b["video"])
+            if mirrored:
+                torch.testing.assert_close(b["video"], a["video"].flip(-1))
+            seen[i].add((b["label"], mirrored))
+    assert seen[0] == {(0, False), (3, True)} and seen[4] == {(3, False), (0, True)}
+    assert seen[1] == {(1, False), (1, True)}
+    assert seen[5] == {(4, False)}
 
 
 def test_ssv2_unlabelled_test_json_works_for_predict_only(ssv2):
@@ -319,8 +375,8 @@ BAD_FILES = [
      ["train.json:2:", "invalid JSON", "Fix:"]),
     ("train.json", '{"id": "1"}', ["train.json: expected a JSON list", "labels.json goes to data.labels"]),
     ("train.json", '[{"template": "Pushing something from left to right"}]', ["train.json entry 0", "'id'"]),
-    ("train.json", '[{"id": "1", "template": "Pushing [something] from right to left"}]',
-     ["train.json entry 0 (id 1): unknown label 'Pushing something from right to left'", "Fix:"]),
+    ("train.json", '[{"id": "1", "template": "Pulling [something] from right to left"}]',
+     ["train.json entry 0 (id 1): unknown label 'Pulling something from right to left'", "Fix:"]),
     ("train.json", "[]", ["train.json: no videos listed"]),
     ("train.json", "", ["train.json: empty file"]),
     ("train.csv", "", ["train.csv: no videos listed"]),
@@ -332,7 +388,7 @@ BAD_FILES = [
     ("train.csv", "label,youtube_id,time_start,time_end,split\nzumba,abc\n", ["train.csv:2: expected 5 fields"]),
     ("train.txt", "a.mp4 zumba\nb.mp4\n", ["train.txt:2: expected 'path label'", "Fix:"]),
     ("train.txt", "a.mp4 yoga\n", ["train.txt:1: unknown label 'yoga'", "Fix:"]),
-    ("train.txt", "a.mp4 7\n", ["train.txt:1: class id 7 is out of range for the 3 classes"]),
+    ("train.txt", "a.mp4 7\n", ["train.txt:1: class id 7 is out of range for the 5 classes"]),
 ]
 
 
@@ -426,7 +482,7 @@ def test_dense_training_start_is_random_uniform_and_reproducible():
 
 
 def test_segment_indices_training_and_evaluation():
-    np.testing.assert_array_equal(segment_indices(16, 8), [1, 3, 5, 7, 9, 11, 13, 15])  # segment centres
+    np.testing.assert_array_equal(segment_indices(16, 8), [0, 2, 4, 6, 9, 11, 13, 15])  # segment centres
     np.testing.assert_array_equal(segment_indices(40, 4, view=0, num_views=2), [2, 12, 22, 32])
     np.testing.assert_array_equal(segment_indices(40, 4, view=1, num_views=2), [7, 17, 27, 37])
     np.testing.assert_array_equal(segment_indices(3, 6), [0, 0, 1, 1, 2, 2])  # short: frames repeat
@@ -446,7 +502,7 @@ def test_frame_sampler_is_deterministic_per_seed_epoch_index():
     uniform = FrameSampler("uniform", 4)  # motion/list: the same frames every epoch, no draws
     rng = np.random.default_rng(0)
     state = rng.bit_generator.state
-    assert list(uniform.train_indices(16, rng)) == [2, 6, 10, 14] and rng.bit_generator.state == state
+    assert list(uniform.train_indices(16, rng)) == [1, 5, 10, 14] and rng.bit_generator.state == state
     with pytest.raises(ValueError, match="data.sampling"):
         FrameSampler("random", 4)
 
@@ -492,13 +548,20 @@ def test_train_on_kinetics_csvs(kinetics, tiny_overrides, tmp_path):
     assert [r["label_name"] for r in rows] == ["playing guitar", "zumba"]
     log = (run_dir / "train.log").read_text()
     assert "1 of 6 videos listed in" in log and "gone_000000_000010" in log
+    # eval maps label names through the checkpoint's class list: the training CSV is not needed
+    # (here it does not exist), and the ids are those the model was trained with
+    run_app("eval.py", [f"checkpoint={run_dir}/checkpoints/best.pt", "data.train_ann=/nope/train.csv",
+                        "trainer.device=cpu", "trainer.num_workers=0", "logger.mode=disabled",
+                        f"hydra.run.dir={tmp_path}/eval"], tmp_path)
+    again = list(csv.DictReader(open(tmp_path / "eval" / "predictions.csv")))
+    assert [(r["label"], r["label_name"]) for r in again] == [(r["label"], r["label_name"]) for r in rows]
 
 
 def test_train_on_ssv2_then_predict_test_json(ssv2, tiny_overrides, tmp_path, capsys):
     run_dir = tmp_path / "run"
     run_app("train.py", _app_overrides(tiny_overrides, run_dir) + [
         "data=ssv2", f"data.root={ssv2}/videos", f"data.labels={ssv2}/labels.json",
-        f"data.train_ann={ssv2}/train.json", f"data.val_ann={ssv2}/validation.json", "data.num_classes=3",
+        f"data.train_ann={ssv2}/train.json", f"data.val_ann={ssv2}/validation.json", "data.num_classes=5",
         "data.frames=4", "data.size=32", "data.short_side=32"], tmp_path)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["num_videos"] == 2 and metrics["num_failed"] == 1 and metrics["failed_videos"] == ["299"]
@@ -548,7 +611,59 @@ def test_sifa_ssv2_preset_is_the_official_recipe(ssv2):
     cfg = compose("train", ["+experiment=sifa_r50_ssv2", f"data.root={ssv2}/videos", f"data.labels={ssv2}/labels.json",
                             f"data.train_ann={ssv2}/train.json", f"data.val_ann={ssv2}/validation.json"])
     assert (cfg.data.name, cfg.data.sampling, cfg.data.frames, cfg.data.flip) == ("ssv2", "segment", 16, False)
+    assert (cfg.data.randaug_n, cfg.data.randaug_m) == (2, 27)  # official: ra_n 2, ra_m 27
     assert cfg.model.name == "c2d_sifa_r50" and cfg.optim.lr == 0.02 and cfg.sched.warmup_epochs == 5
     assert cfg.trainer.batch_size * cfg.trainer.accumulate == 384 and cfg.trainer.epochs == 64
     from video_sparse.config import validate_train
     validate_train(cfg)
+
+
+# ============================================================================= dataset scan
+def test_scan_reports_missing_unreadable_and_short_videos(tmp_path, capsys):
+    from video_sparse.data.scan import scan
+    v = tmp_path / "videos"
+    write_video(v / "good.mp4")
+    write_video(v / "good.webm")
+    write_video(v / "short.mp4", num_frames=3)
+    (v / "empty.mp4").write_bytes(b"")
+    (v / "text.mp4").write_text("not a video")
+    data = (v / "good.mp4").read_bytes()
+    (v / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    (tmp_path / "classes.txt").write_text("a\nb\n")
+    (tmp_path / "train.txt").write_text("good.mp4 0\nshort.mp4 1\nempty.mp4 0\ntext.mp4 1\ngone.mp4 0\n")
+    (tmp_path / "val.txt").write_text("good.webm 1\ntruncated.mp4 0\n")
+    cfg = compose("scan", ["data=list", f"data.root={v}", f"data.train_ann={tmp_path}/train.txt",
+                           f"data.val_ann={tmp_path}/val.txt", f"data.labels={tmp_path}/classes.txt", "data.frames=4",
+                           "workers=2"])
+    counts = scan(cfg, tmp_path)
+    assert counts == {"train": {"ok": 1, "short": 1, "missing": 1, "unreadable": 2},
+                      "val": {"ok": 1, "short": 0, "missing": 0, "unreadable": 1}}
+    with open(tmp_path / "scan_report.csv") as f:
+        rows = {Path(r["path"]).name: r for r in csv.DictReader(f)}
+    assert {k: r["status"] for k, r in rows.items()} == {
+        "gone.mp4": "missing", "short.mp4": "short", "empty.mp4": "unreadable", "text.mp4": "unreadable",
+        "truncated.mp4": "unreadable"}
+    assert rows["short.mp4"]["frames"] == "3" and "empty file" in rows["empty.mp4"]["detail"]
+    out = capsys.readouterr().out
+    assert "train" in out and "unreadable" in out and "scan_report.csv" in out
+    # dense sampling: a clip spans (frames - 1) x interval + 1 frames
+    dense = compose("scan", ["data=list", f"data.root={v}", f"data.train_ann={tmp_path}/train.txt",
+                             f"data.val_ann={tmp_path}/val.txt", f"data.labels={tmp_path}/classes.txt",
+                             "data.sampling=dense", "data.frames=4", "data.interval=4", "splits=[val]", "workers=1"])
+    assert scan(dense, tmp_path)["val"] == {"ok": 0, "short": 1, "missing": 0, "unreadable": 1}
+
+
+def test_scan_command_exit_status(tmp_path):
+    import subprocess
+    import sys
+    v = tmp_path / "videos"
+    write_video(v / "good.mp4")
+    (tmp_path / "classes.txt").write_text("a\n")
+    (tmp_path / "ok.txt").write_text("good.mp4 0\n")
+    (tmp_path / "bad.txt").write_text("good.mp4 0\ngone.mp4 0\n")
+    base = [sys.executable, "-m", "video_sparse.data.scan", "data=list", f"data.root={v}",
+            f"data.labels={tmp_path}/classes.txt", "data.frames=4", "workers=1", f"hydra.run.dir={tmp_path}/run"]
+    ok = subprocess.run(base + [f"data.train_ann={tmp_path}/ok.txt"], capture_output=True, text=True, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run(base + [f"data.train_ann={tmp_path}/bad.txt"], capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode == 1 and "missing" in bad.stdout and (tmp_path / "run" / "scan_report.csv").is_file()

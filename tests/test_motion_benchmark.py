@@ -1,4 +1,4 @@
-"""The acceptance runs of the motion benchmark (slow: ~7 and ~5 minutes on 2 cores).
+"""The acceptance runs of the motion benchmark (slow: ~8 and ~5 minutes on 2 cores).
 
     python -m pytest -m slow tests/test_motion_benchmark.py
 """
@@ -21,7 +21,7 @@ def test_default_job_learns_the_direction(tmp_path):
     print(f"sifa_small: top1 {metrics['top1']:.3f}, pair {metrics['pair_acc']:.3f}, {minutes:.1f} min")
     assert metrics["num_videos"] == 500 and metrics["num_failed"] == 0
     assert metrics["pair_acc"] >= 0.95
-    assert metrics["top1"] >= 0.85       # far above the order-blind ceiling of 0.5 x pair accuracy
+    assert metrics["top1"] >= 0.95       # the acceptance target; the order-blind ceiling is 0.5 x pair accuracy
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from .config import ConfigError
 from .data.dataset import AnnotationError
+from .engine.evaluate import StrictEvaluationError
 
 log = logging.getLogger("video_sparse")
 
@@ -15,7 +16,7 @@ log = logging.getLogger("video_sparse")
 def run_app(fn, cfg, run_dir):
     try:
         return fn(cfg, run_dir)
-    except (ConfigError, AnnotationError) as e:
+    except (ConfigError, AnnotationError, StrictEvaluationError) as e:
         log.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -60,6 +60,7 @@ def validate_common(cfg: DictConfig) -> None:
     """Keys shared by train.py and eval.py."""
     for key in ("trainer.batch_size", "test.clips", "test.crops"):
         _check(cfg, key, positive_int, "an integer >= 1", "4")
+    _check_optional(cfg, "test.strict", False, lambda v: isinstance(v, bool), "true or false", "true")
     _check(cfg, "trainer.num_workers", lambda v: _is_int(v) and v >= 0, "an integer >= 0", "2")
     _check(cfg, "trainer.device", lambda v: v in ("auto", "cpu", "cuda") or str(v).startswith("cuda:"),
            "one of auto, cpu, cuda, cuda:N", "auto")
@@ -97,6 +98,7 @@ def validate_data(cfg: DictConfig, need_train: bool = True) -> None:
     _check_optional(cfg, "data.num_classes", None, lambda v: v is None or positive_int(v),
                     "an integer >= 1 or null", "400")
     _check_optional(cfg, "data.cache_frames", False, lambda v: isinstance(v, bool), "true or false", "false")
+    _validate_augmentation(cfg)
     name = _get(cfg, "data.name")
     if name not in DATASETS:
         raise ConfigError(f"data.name={name!r} is not a known dataset. Fix: data=<one of {', '.join(DATASETS)}>")
@@ -106,6 +108,9 @@ def validate_data(cfg: DictConfig, need_train: bool = True) -> None:
         _check(cfg, "data.video_size", lambda v: positive_int(v) and v % 2 == 0,
                "an even integer (H.264 yuv420p needs even sizes)", "64")
         _check(cfg, "data.seed", _is_int, "an integer", "0")
+        if OmegaConf.select(cfg, "data.flip", default=False) is not False:
+            raise ConfigError("data.flip: the motion benchmark's labels are directions (a mirrored 'moving left' moves "
+                              "right, a mirrored clockwise turn is counter-clockwise). Fix: data.flip=false")
         sampling = OmegaConf.select(cfg, "data.sampling", default="uniform")
         if OmegaConf.select(cfg, "data.cache_frames") and sampling != "uniform":
             raise ConfigError("data.cache_frames=true keeps the decoded frames of uniform sampling, which are the "
@@ -122,11 +127,38 @@ def validate_data(cfg: DictConfig, need_train: bool = True) -> None:
     _check_file(cfg, "data.train_ann", required=need_train)
     _check_file(cfg, "data.val_ann", required=need_train)
     _check_file(cfg, "data.test_ann", required=False)
+    if name == "ssv2" and OmegaConf.select(cfg, "data.flip") is True:
+        raise ConfigError("data.flip=true on SSv2 mirrors 'Pushing something from left to right' into 'right to left' "
+                          "without changing its label. Fix: data.flip=swap (mirrored clips of left/right classes take "
+                          "the partner class's label) or data.flip=false")
     if name == "ssv2" and OmegaConf.select(cfg, "data.labels") is None:
         raise ConfigError("data.labels is not set; SSv2 maps its templates to ids with labels.json. "
                           "Fix: data.labels=/path/to/ssv2/labels.json")
     # Kinetics takes its class list from train_ann unless data.labels names a class-name file.
     _check_file(cfg, "data.labels", required=DATASETS[name] is None)
+
+
+def _is_range(v, lo, hi) -> bool:
+    return (OmegaConf.is_list(v) or isinstance(v, (list, tuple))) and len(v) == 2 and all(map(_is_number, v)) \
+        and lo <= v[0] <= v[1] <= hi
+
+
+def _validate_augmentation(cfg: DictConfig) -> None:
+    """The training augmentations of ``data`` (all optional: absent means off)."""
+    from .data.randaugment import MAX_MAGNITUDE
+
+    _check_optional(cfg, "data.flip", False, lambda v: v in (True, False, "swap"), "true, false or swap", "swap")
+    size = _get(cfg, "data.size")
+    _check_optional(cfg, "data.scale_jitter", None,
+                    lambda v: v is None or (_is_range(v, size, float("inf")) and all(map(_is_int, v))),
+                    f"null or [min, max] short sides with data.size ({size}) <= min <= max", "[256,320]")
+    _check_optional(cfg, "data.resized_crop", None, lambda v: v is None or (_is_range(v, 0, 1) and v[0] > 0),
+                    "null or [min, max] area fractions in (0, 1]", "[0.08,1.0]")
+    _check_optional(cfg, "data.randaug_n", 0, lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 = off)", "2")
+    _check_optional(cfg, "data.randaug_m", 27, lambda v: _is_number(v) and 0 <= v <= MAX_MAGNITUDE,
+                    f"a number in [0, {MAX_MAGNITUDE}]", "27")
+    _check_optional(cfg, "data.random_erase", 0.0, lambda v: _is_number(v) and 0 <= v <= 1,
+                    "a probability in [0, 1]", "0.25")
 
 
 def validate_train(cfg: DictConfig) -> None:
@@ -144,6 +176,11 @@ def validate_train(cfg: DictConfig) -> None:
     _check(cfg, "optim.lr", lambda v: _is_number(v) and v > 0, "a positive number", "0.1")
     _check(cfg, "optim.weight_decay", lambda v: _is_number(v) and v >= 0, "a number >= 0", "1e-4")
     _check(cfg, "sched.warmup_epochs", lambda v: _is_number(v) and v >= 0, "a number >= 0", "1")
+    _check(cfg, "trainer.label_smoothing", lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)", "0.1")
+    for key, example in (("trainer.mixup", "0.8"), ("trainer.cutmix", "1.0")):
+        _check_optional(cfg, key, 0.0, lambda v: _is_number(v) and v >= 0, "a number >= 0 (0 = off)", example)
+    for key in ("trainer.mix_prob", "trainer.mix_switch_prob"):
+        _check_optional(cfg, key, 0.5, lambda v: _is_number(v) and 0 <= v <= 1, "a probability in [0, 1]", "0.5")
     resume = _get(cfg, "trainer.resume")
     if resume not in (None, "auto", "none") and not os.path.isfile(str(resume)):
         raise ConfigError(f"trainer.resume: checkpoint not found: {resume}. "

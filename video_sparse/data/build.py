@@ -13,7 +13,8 @@ from .annotations import (ANNOTATION_SUFFIXES, AnnotationError, VideoRecord, ann
 from .dataset import VideoDataset
 from .frame_cache import FrameCache
 from .motion import MotionSetSpec, prepare_motion_dataset
-from .transforms import ClipTransform
+from .randaugment import ClipRandAugment
+from .transforms import ClipTransform, horizontal_flip_labels
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,13 @@ def dataset_classes(cfg: DictConfig) -> tuple[list[str], str]:
                           "Fix: data.labels=/path/to/classes.txt (or SSv2's labels.json)")
 
 
-def resolve_data(data_cfg: DictConfig, progress: bool = True) -> tuple[DictConfig, DataInfo]:
+def resolve_data(data_cfg: DictConfig, progress: bool = True, class_names: list[str] | None = None,
+                 class_source: str = "") -> tuple[DictConfig, DataInfo]:
     """Make the data config concrete: generate the motion set if needed, read class names.
 
+    ``class_names`` (with ``class_source`` for messages): use this class list instead of the
+    dataset's (evaluation: the checkpoint's, so that label names map to the ids the model was
+    trained with, whatever the evaluated annotation contains).
     Returns a copy of ``data_cfg`` with ``root`` filled in, and the :class:`DataInfo`.
     """
     cfg = OmegaConf.create(OmegaConf.to_container(data_cfg, resolve=True))
@@ -69,7 +74,10 @@ def resolve_data(data_cfg: DictConfig, progress: bool = True) -> tuple[DictConfi
                              height=cfg.video_size, width=cfg.video_size, seed=cfg.seed)
         cfg.root = str(prepare_motion_dataset(spec, cfg.cache_dir, progress=progress))
         pairs = [tuple(p) for p in json.loads((Path(cfg.root) / "manifest.json").read_text())["pairs"]]
-    class_names, source = dataset_classes(cfg)
+    if class_names is None:
+        class_names, source = dataset_classes(cfg)
+    else:
+        source = class_source or "the given class list"
     expected = cfg.get("num_classes")
     if expected is not None and len(class_names) != expected:
         raise AnnotationError(f"{source} gives {len(class_names)} classes but data.num_classes={expected} "
@@ -78,9 +86,39 @@ def resolve_data(data_cfg: DictConfig, progress: bool = True) -> tuple[DictConfi
     return cfg, DataInfo(root=str(cfg.root), class_names=class_names, pairs=pairs, class_source=source)
 
 
+def _pair(value) -> tuple | None:
+    return None if value is None else tuple(value)
+
+
 def clip_transform(cfg: DictConfig, train: bool) -> ClipTransform:
-    return ClipTransform(size=cfg.size, short_side=cfg.short_side, train=train, flip=train and cfg.flip,
-                         mean=tuple(cfg.mean), std=tuple(cfg.std))
+    """The clip transform of ``data``; training augmentations (absent keys: off, for configs saved
+    before they existed) only when ``train``."""
+    if not train:
+        return ClipTransform(size=cfg.size, short_side=cfg.short_side, mean=tuple(cfg.mean), std=tuple(cfg.std))
+    randaug_n = cfg.get("randaug_n", 0)
+    return ClipTransform(size=cfg.size, short_side=cfg.short_side, train=True, mean=tuple(cfg.mean),
+                         std=tuple(cfg.std), scale_jitter=_pair(cfg.get("scale_jitter")),
+                         resized_crop_area=_pair(cfg.get("resized_crop")),
+                         rand_augment=ClipRandAugment(randaug_n, cfg.get("randaug_m", 27)) if randaug_n else None,
+                         erase_prob=cfg.get("random_erase", 0.0))
+
+
+def flip_mode(cfg: DictConfig) -> str:
+    """``data.flip`` (true | false | swap) as a :func:`horizontal_flip_labels` mode."""
+    flip = cfg.get("flip", False)
+    return "swap" if flip == "swap" else "random" if flip else "none"
+
+
+def _flip_labels(cfg: DictConfig, class_names: list[str]) -> list[int] | None:
+    labels = horizontal_flip_labels(class_names, flip_mode(cfg))
+    if flip_mode(cfg) == "swap":
+        swaps = sorted({tuple(sorted((i, j))) for i, j in enumerate(labels) if j >= 0 and j != i})
+        never = [class_names[i] for i, j in enumerate(labels) if j < 0]
+        log.info("data.flip=swap: %d pairs of left/right classes swap labels when mirrored (e.g. %s)%s", len(swaps),
+                 " <-> ".join(class_names[k] for k in swaps[0]) if swaps else "none",
+                 f"; {len(never)} left/right classes without a partner are never mirrored: {never[:3]}" if never
+                 else "")
+    return labels
 
 
 def _sampling_kwargs(cfg: DictConfig) -> dict:
@@ -119,7 +157,8 @@ def build_dataset(cfg: DictConfig, split: str, *, clips: int = 1, crops: int = 1
     train = split == "train"
     cache = _frame_cache(cfg, len(records), 1 if train else clips) if cache_frames else None
     return VideoDataset(records, clip_transform(cfg, train), cfg.frames, train=train, clips=clips, crops=crops,
-                        seed=seed, missing=missing, frame_cache=cache, **_sampling_kwargs(cfg))
+                        seed=seed, missing=missing, frame_cache=cache,
+                        flip_labels=_flip_labels(cfg, class_names) if train else None, **_sampling_kwargs(cfg))
 
 
 def build_predict_dataset(cfg: DictConfig, paths: list[str], *, clips: int = 1, crops: int = 1) -> VideoDataset:

@@ -32,13 +32,16 @@ class VideoDataset(Dataset):
     ``short_video``: see :mod:`.sampling`); in evaluation ``clips`` temporal views x ``crops``
     spatial crops. ``missing`` lists the annotated videos that were not on disk (already skipped).
     ``frame_cache`` (``uniform`` sampling in training): decoded frames are kept for later epochs.
+    ``flip_labels`` (training): None, or the label each class takes when its clip is mirrored
+    (-1: never mirror it; see :func:`~.transforms.horizontal_flip_labels`); a clip is mirrored with
+    probability 1/2.
     """
 
     def __init__(self, records: list[VideoRecord], transform: ClipTransform, frames: int, *, train: bool,
                  clips: int = 1, crops: int = 1, seed: int = 0, max_retries: int = 10,
                  backends: tuple[str, ...] = ("decord", "pyav"), sampling: str = "uniform", interval: int = 1,
                  short_video: str = "loop", missing: list[str] | None = None,
-                 frame_cache: FrameCache | None = None):
+                 frame_cache: FrameCache | None = None, flip_labels: list[int] | None = None):
         self.records, self.transform, self.frames, self.train = records, transform, frames, train
         self.clips, self.crops, self.seed, self.max_retries = clips, crops, seed, max_retries
         self.backends = tuple(backends)
@@ -47,10 +50,17 @@ class VideoDataset(Dataset):
         if frame_cache is not None and train and sampling != "uniform":
             raise ValueError(f"a frame cache needs the same frames every epoch (sampling 'uniform'), got {sampling!r}")
         self.frame_cache = frame_cache
-        self.epoch = 0
+        self.flip_labels = flip_labels
+        # In shared memory: persistent DataLoader workers hold their own copy of the dataset and
+        # must still see the epoch the main process sets.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self._epoch.fill_(epoch)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -61,15 +71,19 @@ class VideoDataset(Dataset):
 
         return decode() if self.frame_cache is None else self.frame_cache.get(index, view, decode)
 
-    def _load(self, index: int, rng: np.random.Generator) -> torch.Tensor:
+    def _load(self, index: int, rng: np.random.Generator) -> tuple[torch.Tensor, int]:
+        label = self.records[index].label
         if self.train:
             frames = self._read(index, 0, lambda n: self.sampler.train_indices(n, rng))
-            return self.transform(frames, rng)
+            flip = self.flip_labels is not None and rng.random() < 0.5 and self.flip_labels[label] >= 0
+            if flip:
+                label = self.flip_labels[label]
+            return self.transform(frames, rng, flip=flip), label
         views = []
         for c in range(self.clips):
             frames = self._read(index, c, lambda n: self.sampler.eval_indices(n, view=c, num_views=self.clips))
             views += [self.transform(frames, crop=k, num_crops=self.crops) for k in range(self.crops)]
-        return torch.stack(views)
+        return torch.stack(views), label
 
     def __getitem__(self, index: int) -> dict:
         # One generator per (seed, epoch, index): the sample does not depend on the worker or the
@@ -78,22 +92,21 @@ class VideoDataset(Dataset):
         failed, current = 0, index
         while True:
             try:
-                video = self._load(current, rng)
+                video, label = self._load(current, rng)
                 break
             except VideoDecodeError as e:
                 log.warning("skipping unreadable video: %s", e)
                 if not self.train:
                     size = self.transform.size
                     video = torch.zeros(self.clips * self.crops, 3, self.frames, size, size)
-                    return self._sample(video, index, valid=False, failed=1)
+                    return self._sample(video, index, self.records[index].label, valid=False, failed=1)
                 failed += 1
                 if failed > self.max_retries:
                     raise RuntimeError(f"{failed} unreadable videos in a row (last: {e}); "
                                        "check data.root and the annotation files") from e
                 current = int(rng.integers(len(self.records)))
-        return self._sample(video, current, valid=True, failed=failed)
+        return self._sample(video, current, label, valid=True, failed=failed)
 
-    def _sample(self, video, index, valid, failed):
-        rec = self.records[index]
-        return {"video": video, "label": rec.label, "index": index, "path": rec.path,
+    def _sample(self, video, index, label, valid, failed):
+        return {"video": video, "label": label, "index": index, "path": self.records[index].path,
                 "valid": valid, "failed": failed}

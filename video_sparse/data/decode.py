@@ -13,12 +13,28 @@ log = logging.getLogger(__name__)
 IndexFn = Callable[[int], np.ndarray]
 
 
+SHORT_VIDEO_FRAMES = 32
+
+
 class VideoDecodeError(RuntimeError):
     """A video file could not be read by any backend."""
 
 
-def _decode_decord(path: str, choose: IndexFn) -> np.ndarray:
+def import_decord():
+    """decord, imported after PyAV: decord bundles its own FFmpeg and libvpx, and whichever loads
+    first serves both; with decord's, PyAV can no longer open its VP9 encoder in this process
+    (writing .webm fails)."""
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        pass
     import decord
+
+    return decord
+
+
+def _decode_decord(path: str, choose: IndexFn) -> np.ndarray:
+    decord = import_decord()
 
     # num_threads=1: decord's multi-threaded VP9 path crashes on some webm files (SSv2).
     reader = decord.VideoReader(path, num_threads=1, ctx=decord.cpu(0))
@@ -27,8 +43,10 @@ def _decode_decord(path: str, choose: IndexFn) -> np.ndarray:
         raise VideoDecodeError("no frames")
     idx = np.asarray(choose(n))
     lo, hi = int(idx.min()), int(idx.max())
-    # decord seeks for every non-consecutive index; reading a short span in one go is faster.
-    if hi - lo + 1 <= 4 * len(np.unique(idx)):
+    # decord seeks (flush + decode from a key frame) for every non-consecutive index. Short, small
+    # videos (the motion set: 16 frames of 64 px) read faster as one span; on real videos the RGB
+    # conversion of the skipped frames costs more than the seeks (benchmarks/data.py).
+    if n <= SHORT_VIDEO_FRAMES and hi - lo + 1 <= 4 * len(np.unique(idx)):
         return reader.get_batch(list(range(lo, hi + 1))).asnumpy()[idx - lo]
     return reader.get_batch(list(idx)).asnumpy()
 
@@ -37,6 +55,8 @@ def _decode_pyav(path: str, choose: IndexFn) -> np.ndarray:
     import av
 
     with av.open(path) as container:
+        if not container.streams.video:
+            raise VideoDecodeError("no video stream")
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     if not frames:
         raise VideoDecodeError("no frames")

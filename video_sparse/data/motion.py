@@ -44,16 +44,22 @@ CLASS_NAMES = (
 )
 NUM_PAIRS = len(CLASS_NAMES) // 2
 SHAPES = ("circle", "square", "triangle", "cross", "bar", "half-disc", "ell")
-# Rotating a shape must change its pixels: never rotate one that looks the same at every angle.
-ROTATABLE_SHAPES = tuple(s for s in SHAPES if s != "circle")
+# The smallest turn that maps each shape onto itself (0: every turn does).
+SYMMETRY_DEGREES = {"circle": 0, "square": 90, "triangle": 120, "cross": 90, "bar": 180, "half-disc": 360,
+                    "ell": 360}
+# A rotation must be visible in the pixels and its direction unambiguous: a shape that repeats
+# itself every S degrees turned by a step of s looks the same as turned by s - S the other way, so
+# sparse clips (4 frames: steps of 36-55 degrees here) only rotate shapes with S >= 180.
+ROTATABLE_SHAPES = tuple(s for s in SHAPES if SYMMETRY_DEGREES[s] >= 180)
 # Sizes are radii as fractions of min(H, W); noise in [0, 1] intensity units.
 ACTOR_SIZE = (0.14, 0.18)
 # A rotating actor is drawn larger: its turn moves its outline by a few pixels per step, which must
 # span a cell of the models' stride-4/8 feature maps. (Size tells the pair, never the direction.)
 ROTATING_ACTOR_SIZE = (0.2, 0.25)
+ROTATION_DEGREES = (135.0, 165.0)  # total turn over the video
 DISTRACTOR_SIZE = (0.05, 0.09)
 NOISE_STD = 0.015
-GENERATOR_VERSION = 5  # bump when rendering changes, so cached sets are regenerated
+GENERATOR_VERSION = 6  # bump when rendering changes, so cached sets are regenerated
 
 
 def class_pairs() -> list[tuple[int, int]]:
@@ -187,7 +193,7 @@ def sample_video(seed: int | np.random.SeedSequence, label: int, frames: int = 1
         else:
             cy = pos
     elif pair == 2:  # rotating clockwise on screen (y axis points down): the angle increases
-        angle = angle0 + np.deg2rad(rng.uniform(90.0, 120.0)) * tau
+        angle = angle0 + np.deg2rad(rng.uniform(*ROTATION_DEGREES)) * tau
     elif pair == 3:  # growing
         s0 = rng.uniform(0.05, 0.07) * scale
         ratio = rng.uniform(2.4, 3.0)

@@ -39,17 +39,29 @@ def segment_indices(num_frames: int, clip_frames: int, *, view: int = 0, num_vie
     """``clip_frames`` indices spread evenly over the whole video, in temporal order.
 
     The video is cut into ``clip_frames`` equal segments and one frame is taken per segment: a
-    random one when ``rng`` is given (training jitter), otherwise the point at fraction
-    ``(view + 0.5) / num_views`` of each segment, so ``num_views`` evaluation views are shifted
-    evenly (one view: the segment centres). Videos shorter than the clip repeat frames.
+    random one when ``rng`` is given (training jitter), otherwise the frame nearest the point at
+    fraction ``(view + 0.5) / num_views`` of each segment, so ``num_views`` evaluation views are
+    shifted evenly (one view: the segment centres). Videos shorter than the clip repeat frames.
+
+    Ties between two frames go to the one farther from the middle of the video, so that the frames of a
+    video played backwards are those of the video, backwards (``idx(n) == n - 1 - idx(n)[::-1]``;
+    only an odd clip of an even video has a middle frame without a mirror). The motion benchmark
+    needs this: with ties broken one way, a clip and its reversal would see frames shifted by one,
+    which tells a fade-in from a fade-out without looking at the order.
     """
     _check_common(num_frames, clip_frames, view, num_views)
     segment = num_frames / clip_frames
     if rng is not None:
-        position = rng.random(clip_frames)
-    else:
-        position = np.full(clip_frames, (view + 0.5) / num_views)
-    idx = np.floor((np.arange(clip_frames) + position) * segment).astype(np.int64)
+        idx = np.floor((np.arange(clip_frames) + rng.random(clip_frames)) * segment).astype(np.int64)
+        return np.clip(idx, 0, num_frames - 1)
+    # The point of each segment in frame-centre coordinates (frame i is centred at i), as the
+    # exact fraction point = num / den: ties must be decided exactly, not by float rounding.
+    k = np.arange(clip_frames, dtype=np.int64)
+    den = 2 * num_views * clip_frames
+    num = (2 * k * num_views + 2 * view + 1) * num_frames - num_views * clip_frames
+    half = num_views * clip_frames  # den / 2
+    before_middle = 2 * num <= (num_frames - 1) * den
+    idx = np.where(before_middle, -((half - num) // den), (num + half) // den)  # round half away from the middle
     return np.clip(idx, 0, num_frames - 1)
 
 

@@ -23,16 +23,31 @@ from .runtime import autocast, data_loader, resolve_device
 log = logging.getLogger(__name__)
 
 
+class StrictEvaluationError(RuntimeError):
+    """``test.strict=true`` and a video of the evaluated set is missing or unreadable."""
+
+
+def _strict_error(paths: list[str], what: str) -> StrictEvaluationError:
+    return StrictEvaluationError(
+        f"test.strict=true: {len(paths)} {what} (first: {', '.join(paths[:5])}). Fix: repair the files or remove them "
+        "from the annotation (python -m video_sparse.data.scan data=... lists every bad video), or test.strict=false "
+        "to exclude them from the metrics and count them in num_failed")
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device, amp: str = "off",
-            desc: str = "eval", progress: bool = True) -> dict:
+            desc: str = "eval", progress: bool = True, strict: bool = False) -> dict:
     """Class probabilities for every video of ``loader``'s dataset.
 
     Batches hold ``video`` of shape ``(B, V, 3, T, H, W)`` (V views). Returns ``probs (N, C)``,
     ``labels (N,)``, ``valid (N,)`` (False for unreadable videos; their probs are NaN) and ``paths``.
     Videos the annotation listed but that were missing on disk (``dataset.missing``) come last,
-    invalid, so that every listed video is accounted for in the report.
+    invalid, so that every listed video is accounted for in the report. ``strict``: raise
+    :class:`StrictEvaluationError` at the first missing or unreadable video instead.
     """
+    missing = list(getattr(loader.dataset, "missing", []))
+    if strict and missing:
+        raise _strict_error(missing, "annotated videos are not on disk")
     model.eval()
     probs, labels, valid, paths = [], [], [], []
     for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
@@ -42,12 +57,13 @@ def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device, am
             outputs = model(rearrange(video, "b v c t h w -> (b v) c t h w"))
         p = rearrange(multi_head_probs(outputs), "(b v) k -> b v k", b=b, v=v).mean(1).cpu()
         ok = batch["valid"].bool()
+        if strict and not ok.all():
+            raise _strict_error([q for q, v in zip(batch["path"], ok.tolist()) if not v], "videos cannot be decoded")
         p[~ok] = float("nan")
         probs.append(p)
         labels.append(batch["label"])
         valid.append(ok)
         paths += list(batch["path"])
-    missing = list(getattr(loader.dataset, "missing", []))
     if missing:
         num_classes = probs[0].shape[1] if probs else 0
         probs.append(torch.full((len(missing), num_classes), float("nan")))
@@ -129,11 +145,12 @@ def evaluate_checkpoint(cfg, run_dir: str | Path) -> dict:
         print(_predict_table(result["paths"], result["probs"], class_names, cfg.predict_topk))
         return {"num_videos": int(result["valid"].sum()), "num_failed": int((~result["valid"]).sum())}
 
-    data_cfg, info = resolve_data(data_cfg)
+    # Labels map through the checkpoint's class names: the ids the model was trained with.
+    data_cfg, info = resolve_data(data_cfg, class_names=class_names, class_source=f"the checkpoint {cfg.checkpoint}")
     split = cfg.split
     dataset = build_dataset(data_cfg, split, clips=clips, crops=crops, info=info)
     result = predict(model, data_loader(dataset, cfg.trainer.batch_size, cfg.trainer.num_workers, device),
-                     device, cfg.trainer.amp, desc=f"eval {split}")
+                     device, cfg.trainer.amp, desc=f"eval {split}", strict=cfg.test.get("strict", False))
     metrics = report(result, class_names, run_dir, views=views, pairs=info.pairs)
     tracker = Tracker(cfg.logger.mode, cfg.logger.project, run_dir, OmegaConf.to_container(cfg, resolve=True),
                       name=cfg.logger.name)

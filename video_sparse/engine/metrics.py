@@ -10,7 +10,8 @@ import torch
 
 def multi_head_loss(outputs: torch.Tensor | tuple[torch.Tensor, ...], target: torch.Tensor,
                     label_smoothing: float = 0.0) -> torch.Tensor:
-    """Sum of the heads' cross-entropies (a single tensor is one head)."""
+    """Sum of the heads' cross-entropies (a single tensor is one head). ``target``: class ids
+    ``(N,)`` or class probabilities ``(N, classes)`` (mixup/cutmix)."""
     heads = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
     return sum(torch.nn.functional.cross_entropy(h.float(), target, label_smoothing=label_smoothing) for h in heads)
 

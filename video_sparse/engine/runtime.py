@@ -31,6 +31,8 @@ def seed_everything(seed: int) -> None:
 
 
 def data_loader(dataset, batch_size: int, num_workers: int, device: torch.device, sampler=None) -> DataLoader:
-    """Training loader when ``sampler`` is given (full batches only), else an in-order loader."""
+    """Training loader when ``sampler`` is given (full batches only), else an in-order loader.
+    Workers persist across epochs (the dataset's epoch is in shared memory); pinned memory on CUDA."""
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=num_workers,
-                      pin_memory=device.type == "cuda", drop_last=sampler is not None)
+                      pin_memory=device.type == "cuda", drop_last=sampler is not None,
+                      persistent_workers=num_workers > 0)

@@ -6,6 +6,7 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -18,10 +19,13 @@ from ..tracking import Tracker
 from .checkpoint import load_checkpoint, remove_partial_writes, save_checkpoint
 from .evaluate import predict, report
 from .metrics import classification_metrics, multi_head_loss
+from .mixup import MixupCutmix
 from .optim import param_groups
 from .runtime import autocast, data_loader, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
+
+MIX_STREAM = 1  # keeps the mixup draws of batch i apart from those of sample i ([seed, epoch, index])
 
 
 def _resume_path(resume, ckpt_dir: Path) -> Path | None:
@@ -63,6 +67,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     base_lr = cfg.optim.lr
     total_steps = steps_per_epoch * tc.epochs
     scaler = torch.amp.GradScaler(device.type, enabled=tc.amp == "fp16")
+    mix = None
+    if tc.get("mixup", 0.0) or tc.get("cutmix", 0.0):
+        mix = MixupCutmix(len(info.class_names), tc.get("mixup", 0.0), tc.get("cutmix", 0.0), tc.get("mix_prob", 1.0),
+                          tc.get("mix_switch_prob", 0.5), tc.label_smoothing)
 
     start_epoch, best_top1, history = 0, -1.0, []
     remove_partial_writes(ckpt_dir)
@@ -96,8 +104,12 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             video, label = batch["video"].to(device, non_blocking=True), batch["label"].to(device, non_blocking=True)
+            target, smoothing = label, tc.label_smoothing
+            if mix is not None:  # soft targets with the smoothing folded in; reproducible per (seed, epoch, batch)
+                video, target = mix(video, label, np.random.default_rng([tc.seed, epoch, i, MIX_STREAM]))
+                smoothing = 0.0
             with autocast(device, tc.amp):
-                loss = multi_head_loss(model(video), label, tc.label_smoothing)
+                loss = multi_head_loss(model(video), target, smoothing)
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, step {step}; "
                                          "lower optim.lr or set trainer.clip_grad")
@@ -145,7 +157,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         test_set = val_set  # the per-epoch validation views (and their cached frames)
     else:
         test_set = build_dataset(data_cfg, "val", clips=cfg.test.clips, crops=cfg.test.crops, info=info)
-    result = predict(model, data_loader(test_set, tc.batch_size, tc.num_workers, device), device, tc.amp, desc="test")
+    result = predict(model, data_loader(test_set, tc.batch_size, tc.num_workers, device), device, tc.amp, desc="test",
+                     strict=cfg.test.get("strict", False))
     final = report(result, info.class_names, run_dir, views=views, pairs=info.pairs)
     final["best_epoch"] = best["epoch"]
     log.info("final (best epoch %d, %d clips x %d crops): top1 %.4f  top5 %.4f  mean class %.4f%s  failed %d",
