@@ -110,3 +110,41 @@ def test_dual_head_model_trains_and_evaluates(tmp_path, tiny_overrides):
     assert metrics["num_videos"] == 10 and 0 <= metrics["top1"] <= 1
     state = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
     assert any(k.startswith("head_dual.") for k in state["model"])
+
+
+def test_eval_excludes_unreadable_videos_and_scores_the_rest_as_if_alone(tmp_path, tiny_overrides):
+    """eval.py on N listed videos of which 3 are unreadable: num_videos = N - 3, num_failed = 3, and
+    the same accuracies as evaluating the N - 3 good ones alone; test.strict=true refuses the set."""
+    from pathlib import Path
+
+    from video_sparse.engine import trainer
+    from video_sparse.engine.evaluate import StrictEvaluationError, evaluate_checkpoint
+
+    trainer.train(compose("train", tiny_overrides + ["model=c2d_small"]), tmp_path / "run")
+    ckpt = tmp_path / "run" / "checkpoints" / "best.pt"
+    root = Path(load_checkpoint(ckpt)["config"]["data"]["root"])
+    good = [line.split() for line in (root / "val.txt").read_text().splitlines()]
+    good = [f"{root / path} {label}" for path, label in good]
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "text.mp4").write_text("not a video")
+    data = (root / good[0].split()[0]).read_bytes()
+    (tmp_path / "truncated.mp4").write_bytes(data[: len(data) // 4])
+    bad = [f"{tmp_path / name} 0" for name in ("empty.mp4", "text.mp4", "truncated.mp4")]
+    (tmp_path / "good.txt").write_text("\n".join(good) + "\n")
+    (tmp_path / "mixed.txt").write_text("\n".join(good[:3] + bad[:2] + good[3:] + bad[2:]) + "\n")
+
+    def evaluate(ann, name, *extra):
+        cfg = compose("eval", [f"checkpoint={ckpt}", f"data.val_ann={tmp_path / ann}", "trainer.device=cpu",
+                               "trainer.num_workers=0", "logger.mode=disabled", *extra])
+        (tmp_path / name).mkdir()
+        return evaluate_checkpoint(cfg, tmp_path / name)
+
+    alone, mixed = evaluate("good.txt", "alone"), evaluate("mixed.txt", "mixed")
+    n = len(good) + 3
+    assert (mixed["num_videos"], mixed["num_failed"]) == (n - 3, 3) and alone["num_failed"] == 0
+    for key in ("top1", "top5", "mean_class_acc", "pair_acc"):
+        assert mixed[key] == alone[key], key
+    assert sorted(Path(p).name for p in mixed["failed_videos"]) == ["empty.mp4", "text.mp4", "truncated.mp4"]
+    strict = r"test.strict=true: \d videos cannot be decoded \(first: .*empty.mp4"
+    with pytest.raises(StrictEvaluationError, match=strict):
+        evaluate("mixed.txt", "strict", "test.strict=true")

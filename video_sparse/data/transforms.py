@@ -172,11 +172,16 @@ class ClipTransform:
             else:
                 top, left = (h - self.size) // 2, crop_origins(w, self.size, num_crops)[crop]
             video = TF.crop(video, top, left, self.size, self.size)
-        video = TF.normalize(video.float().div_(255), list(self.mean), list(self.std))
+        # One strided pass converts to float in the output layout (C, T, H, W), then two in-place
+        # passes normalise: ((x / 255) - mean) / std == x * (1 / (255 std)) - mean / std.
+        out = torch.empty((3, *video.shape[:1], *video.shape[2:]), dtype=torch.float32)
+        out.copy_(rearrange(video, "t c h w -> c t h w"))
+        mean, std = torch.tensor(self.mean).view(3, 1, 1, 1), torch.tensor(self.std).view(3, 1, 1, 1)
+        out.mul_(1.0 / (255.0 * std)).sub_(mean / std)
         if self.train and self.erase_prob > 0 and rng.random() < self.erase_prob:
             box = erase_box(rng, self.size, self.size)
             if box is not None:
                 top, left, h, w = box
-                noise = torch.from_numpy(rng.standard_normal((3, h, w), dtype=np.float32))
-                video[:, :, top:top + h, left:left + w] = noise  # the same noise in every frame
-        return rearrange(video, "t c h w -> c t h w")
+                noise = torch.from_numpy(rng.standard_normal((3, 1, h, w), dtype=np.float32))
+                out[:, :, top:top + h, left:left + w] = noise  # the same noise in every frame
+        return out
