@@ -110,8 +110,9 @@ def flip_mode(cfg: DictConfig) -> str:
 
 
 def _flip_labels(cfg: DictConfig, class_names: list[str]) -> list[int] | None:
-    labels = horizontal_flip_labels(class_names, flip_mode(cfg))
-    if flip_mode(cfg) == "swap":
+    mode = flip_mode(cfg)
+    labels = horizontal_flip_labels(class_names, mode)
+    if mode == "swap":
         swaps = sorted({tuple(sorted((i, j))) for i, j in enumerate(labels) if j >= 0 and j != i})
         never = [class_names[i] for i, j in enumerate(labels) if j < 0]
         log.info("data.flip=swap: %d pairs of left/right classes swap labels when mirrored (e.g. %s)%s", len(swaps),

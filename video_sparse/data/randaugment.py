@@ -27,8 +27,8 @@ def _signed(v: float, rng: np.random.Generator) -> float:
     return -v if rng.random() < 0.5 else v
 
 
-def _affine(video, rng, *, angle=0.0, translate=(0, 0), shear=(0.0, 0.0)):
-    return TF.affine(video, angle=angle, translate=list(translate), scale=1.0, shear=list(shear),
+def _affine(video, *, translate=(0, 0), shear=(0.0, 0.0)):
+    return TF.affine(video, angle=0.0, translate=list(translate), scale=1.0, shear=list(shear),
                      interpolation=InterpolationMode.NEAREST, fill=0, center=[0.0, 0.0] if any(shear) else None)
 
 
@@ -70,11 +70,11 @@ OPS = {
     "contrast": (0.9, lambda v, x, rng: TF.adjust_contrast(v, 1 + _signed(x, rng))),
     "brightness": (0.9, lambda v, x, rng: TF.adjust_brightness(v, 1 + _signed(x, rng))),
     "sharpness": (0.9, lambda v, x, rng: TF.adjust_sharpness(v, 1 + _signed(x, rng))),
-    "shear_x": (0.3, lambda v, x, rng: _affine(v, rng, shear=(math.degrees(math.atan(_signed(x, rng))), 0.0))),
-    "shear_y": (0.3, lambda v, x, rng: _affine(v, rng, shear=(0.0, math.degrees(math.atan(_signed(x, rng)))))),
+    "shear_x": (0.3, lambda v, x, rng: _affine(v, shear=(math.degrees(math.atan(_signed(x, rng))), 0.0))),
+    "shear_y": (0.3, lambda v, x, rng: _affine(v, shear=(0.0, math.degrees(math.atan(_signed(x, rng)))))),
     "cutout": (0.3571, lambda v, x, rng: cutout(v, round(x * v.shape[-1]), rng)),
-    "translate_x": (0.4464, lambda v, x, rng: _affine(v, rng, translate=(round(_signed(x, rng) * v.shape[-1]), 0))),
-    "translate_y": (0.4464, lambda v, x, rng: _affine(v, rng, translate=(0, round(_signed(x, rng) * v.shape[-2])))),
+    "translate_x": (0.4464, lambda v, x, rng: _affine(v, translate=(round(_signed(x, rng) * v.shape[-1]), 0))),
+    "translate_y": (0.4464, lambda v, x, rng: _affine(v, translate=(0, round(_signed(x, rng) * v.shape[-2])))),
 }
 
 

@@ -70,6 +70,11 @@ def segment_indices(num_frames: int, clip_frames: int, *, view: int = 0, num_vie
 uniform_indices = segment_indices
 
 
+def dense_span(clip_frames: int, interval: int) -> int:
+    """Frames a dense clip spans: ``clip_frames`` frames ``interval`` apart."""
+    return (clip_frames - 1) * interval + 1
+
+
 def dense_indices(num_frames: int, clip_frames: int, interval: int = 1, *, view: int = 0, num_views: int = 1,
                   rng: np.random.Generator | None = None, short_video: str = "loop") -> np.ndarray:
     """``clip_frames`` indices ``interval`` apart from one start frame.
@@ -89,7 +94,7 @@ def dense_indices(num_frames: int, clip_frames: int, interval: int = 1, *, view:
         raise ValueError(f"data.interval must be >= 1, got {interval}")
     if short_video not in SHORT_VIDEO_POLICIES:
         raise ValueError(f"data.short_video must be one of {', '.join(SHORT_VIDEO_POLICIES)}, got {short_video!r}")
-    slack = num_frames - ((clip_frames - 1) * interval + 1)  # number of possible starts - 1
+    slack = num_frames - dense_span(clip_frames, interval)  # number of possible starts - 1
     if slack < 0:
         start = 0
     elif rng is not None:
@@ -122,6 +127,11 @@ class FrameSampler:
         if self.short_video not in SHORT_VIDEO_POLICIES:
             raise ValueError(f"data.short_video must be one of {', '.join(SHORT_VIDEO_POLICIES)}, "
                              f"got {self.short_video!r}")
+
+    @property
+    def span(self) -> int:
+        """Frames one clip covers: a shorter video loops or repeats frames."""
+        return dense_span(self.frames, self.interval) if self.kind == "dense" else self.frames
 
     def train_indices(self, num_frames: int, rng: np.random.Generator) -> np.ndarray:
         """A training clip; random draws come from ``rng`` only (``uniform`` draws none)."""

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 from ..config import ConfigError, _check, positive_int, validate_data
 from .annotations import load_annotation
 from .build import _under_root, resolve_data
 from .decode import VideoDecodeError, read_frames
+from .sampling import FrameSampler
 
 STATUSES = ("ok", "short", "missing", "unreadable")
 
@@ -44,20 +45,13 @@ def probe_video(path: str) -> tuple[int, str]:
     return count, ""
 
 
-def min_frames(data: DictConfig) -> int:
-    """Frames one clip spans: a shorter video loops or repeats frames."""
-    if data.get("sampling", "uniform") == "dense":
-        return (data.frames - 1) * data.get("interval", 1) + 1
-    return data.frames
-
-
 def scan(cfg: DictConfig, out_dir: str | Path) -> dict:
     """Scan ``cfg.data``'s annotation lists ``cfg.splits``; write the report; return the counts
     ``{split: {status: n}}``."""
     validate_data(cfg, need_train=False)
     _check(cfg, "workers", lambda v: v is None or positive_int(v), "an integer >= 1 or null", "8")
     data, info = resolve_data(cfg.data)
-    need = min_frames(data)
+    need = FrameSampler(data.get("sampling", "uniform"), data.frames, data.get("interval", 1)).span
     jobs = []  # (split, path, label)
     rows, counts = [], {}
     for split in cfg.splits:
