@@ -1,9 +1,11 @@
 """Evaluate a checkpoint with multi-view testing, or classify video files (``predict=[...]``)."""
+import sys
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from video_sparse.apps import run_app
+from video_sparse.apps import run_app, share_run_dir
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
@@ -14,4 +16,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    share_run_dir(sys.argv)
     main()

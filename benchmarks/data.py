@@ -131,7 +131,8 @@ def main() -> None:
                                       sampler.frames, train=True, sampling=sampler.kind, interval=sampler.interval,
                                       flip_labels=[0])
                     loader = data_loader(ds, args.batch, workers, cpu,
-                                         torch.utils.data.RandomSampler(ds, generator=torch.Generator().manual_seed(0)))
+                                         torch.utils.data.RandomSampler(ds, generator=torch.Generator().manual_seed(0)),
+                                         train=True)
                     sec = median_time(lambda r: epoch_of(loader, ds, r), args.repeats)
                     n = len(loader) * args.batch
                     rows.append((name, label, str(workers), n / sec, (n / sec) / raw_cps, peak_rss_mb()))

@@ -29,6 +29,13 @@ def compose(config_name, overrides):
         return hydra_compose(config_name=config_name, overrides=overrides)
 
 
+def compose_with_hydra(config_name, overrides):
+    """Like :func:`compose`, with the ``hydra`` node (launcher, sweeper) kept."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+
+
 def run_app(script, args, cwd, timeout=300, check=True):
     """Run ``python train.py|eval.py args`` as a user would; returns the CompletedProcess."""
     import subprocess

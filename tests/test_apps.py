@@ -99,29 +99,60 @@ def test_eval_requires_existing_checkpoint(tmp_path):
     assert proc.returncode == 2 and "checkpoint: file not found" in proc.stderr
 
 
-def test_sigkill_mid_training_then_resume(tmp_path, tiny_overrides):
-    """kill -9 in the middle of an epoch never corrupts last.pt, and resume=auto finishes the run."""
-    run_dir = tmp_path / "run"
-    args = tiny_overrides + ["trainer.epochs=6", "data.train_size=40", f"hydra.run.dir={run_dir}"]
-    # Generate the data first so the kill lands in training, not generation.
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    last = run_dir / "checkpoints" / "last.pt"
-    deadline = time.time() + 240
-    while not last.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.3)  # into the next epoch
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert last.exists(), "no checkpoint was written before the kill"
+def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path, tiny_overrides):
+    """kill -9 at a random moment of a run that checkpoints every step never corrupts last.pt, and
+    resume=auto ends with exactly the weights of an uninterrupted run (CPU; dropout, mixup and
+    DataLoader workers all draw random numbers)."""
+    import random
 
     import torch
-    state = torch.load(last, weights_only=True)  # loads: not corrupted
-    assert 1 <= state["epoch"] < 6
 
-    run_app("train.py", args + ["trainer.resume=auto"], tmp_path)
-    state = torch.load(last, weights_only=True)
-    assert state["epoch"] == 6
-    assert [h["epoch"] for h in state["history"]] == list(range(1, 7))
+    args = tiny_overrides + ["model=c2d_small", "model.dropout=0.3", "trainer.mixup=0.8", "trainer.epochs=3",
+                             "data.train_size=40", "trainer.num_workers=2", "trainer.save_every_steps=1"]
+    run_app("train.py", args + [f"hydra.run.dir={tmp_path / 'straight'}"], tmp_path)
+
+    run_dir = tmp_path / "killed"
+    kill_after = random.Random().randint(2, 27)  # of 30 steps
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={run_dir}"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    last = run_dir / "checkpoints" / "last.pt"
+    deadline, seen_mtime, step = time.time() + 240, None, 0
+    while step < kill_after and time.time() < deadline and proc.poll() is None:
+        if last.exists() and last.stat().st_mtime_ns != seen_mtime:
+            seen_mtime = last.stat().st_mtime_ns
+            step = torch.load(last, weights_only=True)["step"]
+        time.sleep(0.02)
+    time.sleep(random.uniform(0, 0.3))  # anywhere in the next step, the next checkpoint write included
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    state = torch.load(last, weights_only=True)  # loads: not corrupted
+    assert kill_after <= state["step"] < 30, f"killed after step {state['step']} (wanted >= {kill_after})"
+
+    run_app("train.py", args + [f"hydra.run.dir={run_dir}", "trainer.resume=auto"], tmp_path)
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(last, weights_only=True)
+    assert a["step"] == b["step"] == 30
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), f"{k} differs after a kill at step {state['step']}"
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+    assert json.loads((tmp_path / "straight" / "metrics.json").read_text())["top1"] == \
+        json.loads((run_dir / "metrics.json").read_text())["top1"]
     assert "resumed from" in (run_dir / "train.log").read_text()
     assert not [p for p in last.parent.iterdir() if p.suffix == ".tmp"]  # a write cut by the kill is cleaned
+
+
+def test_truncated_checkpoint_is_one_clear_error(tmp_path):
+    (tmp_path / "best.pt").write_bytes(b"PK\x03\x04 truncated")
+    proc = run_app("eval.py", [f"checkpoint={tmp_path}/best.pt", f"hydra.run.dir={tmp_path}/e", "logger.mode=disabled"],
+                   tmp_path, check=False)
+    assert proc.returncode == 2 and "best.pt: not a readable checkpoint" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_multirun_sweep_with_the_basic_launcher(tmp_path, tiny_overrides):
+    sweep = tmp_path / "sweep"
+    run_app("train.py", ["-m", *tiny_overrides, "model=c2d_small", "trainer.seed=0,1", f"hydra.sweep.dir={sweep}"],
+            tmp_path)
+    for job in ("0", "1"):
+        assert json.loads((sweep / job / "metrics.json").read_text())["num_videos"] == 10
+        assert (sweep / job / "checkpoints" / "best.pt").is_file()

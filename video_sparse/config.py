@@ -181,6 +181,18 @@ def validate_train(cfg: DictConfig) -> None:
         _check_optional(cfg, key, 0.0, lambda v: _is_number(v) and v >= 0, "a number >= 0 (0 = off)", example)
     for key in ("trainer.mix_prob", "trainer.mix_switch_prob"):
         _check_optional(cfg, key, 0.5, lambda v: _is_number(v) and 0 <= v <= 1, "a probability in [0, 1]", "0.5")
+    for key, example in (("trainer.sync_bn", "true"), ("trainer.compile", "true"), ("trainer.channels_last", "true")):
+        _check(cfg, key, lambda v: isinstance(v, bool), "true or false", example)
+    _check(cfg, "trainer.ema_decay", lambda v: v is None or (_is_number(v) and 0 < v < 1),
+           "null (off) or a number in (0, 1)", "0.9998")
+    _check(cfg, "trainer.ema_warmup_steps", lambda v: _is_int(v) and v >= 0, "an integer >= 0", "2000")
+    _check(cfg, "trainer.layer_decay", lambda v: v is None or (_is_number(v) and 0 < v <= 1),
+           "null (off) or a number in (0, 1]", "0.75")
+    _check(cfg, "trainer.precise_bn", lambda v: _is_int(v) and v >= 0, "a number of batches >= 0 (0 = off)", "200")
+    _check(cfg, "trainer.nonfinite", lambda v: v in ("error", "skip"), "error or skip", "skip")
+    for key, example in (("trainer.save_every_steps", "1000"), ("trainer.keep_epochs", "3")):
+        _check(cfg, key, lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 = off)", example)
+    _check(cfg, "logger.log_every", positive_int, "an integer >= 1 (optimiser steps)", "50")
     resume = _get(cfg, "trainer.resume")
     if resume not in (None, "auto", "none") and not os.path.isfile(str(resume)):
         raise ConfigError(f"trainer.resume: checkpoint not found: {resume}. "
@@ -199,6 +211,7 @@ def validate_eval(cfg: DictConfig) -> None:
     if not os.path.isfile(str(ckpt)):
         raise ConfigError(f"checkpoint: file not found: {ckpt}. Fix: checkpoint=/path/to/best.pt")
     _check(cfg, "predict_topk", positive_int, "an integer >= 1", "5")
+    _check_optional(cfg, "weights", "auto", lambda v: v in ("auto", "ema", "model"), "one of auto, ema, model", "ema")
     predict = _get(cfg, "predict")
     if predict is not None:
         if isinstance(predict, str):

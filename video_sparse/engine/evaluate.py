@@ -16,8 +16,11 @@ from ..config import validate_eval
 from ..data import build_dataset, build_predict_dataset, resolve_data
 from ..models import build_model
 from ..tracking import Tracker
-from .checkpoint import load_checkpoint
-from .metrics import classification_metrics, confusion_matrix, multi_head_probs, plot_confusion_matrix, write_predictions
+from .checkpoint import CheckpointError, load_checkpoint
+from .ema import ema_weights
+from .metrics import (classification_metrics, confusion_matrix, multi_head_probs, plot_confusion_matrix,
+                      write_per_class, write_predictions)
+from .distributed import ShardSampler, all_gather_objects, current_world, init_distributed, main_first
 from .runtime import autocast, data_loader, resolve_device
 
 log = logging.getLogger(__name__)
@@ -40,10 +43,11 @@ def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device, am
     """Class probabilities for every video of ``loader``'s dataset.
 
     Batches hold ``video`` of shape ``(B, V, 3, T, H, W)`` (V views). Returns ``probs (N, C)``,
-    ``labels (N,)``, ``valid (N,)`` (False for unreadable videos; their probs are NaN) and ``paths``.
-    Videos the annotation listed but that were missing on disk (``dataset.missing``) come last,
-    invalid, so that every listed video is accounted for in the report. ``strict``: raise
-    :class:`StrictEvaluationError` at the first missing or unreadable video instead.
+    ``labels (N,)``, ``valid (N,)`` (False for unreadable videos; their probs are NaN) and ``paths``,
+    in dataset order. Under DDP each rank runs its :class:`ShardSampler` shard and every rank gets
+    the gathered whole, each video exactly once. Videos the annotation listed but that were missing
+    on disk (``dataset.missing``) come last, invalid, so that every listed video is accounted for.
+    ``strict``: raise :class:`StrictEvaluationError` if any video is missing or unreadable.
     """
     missing = list(getattr(loader.dataset, "missing", []))
     if strict and missing:
@@ -57,26 +61,65 @@ def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device, am
             outputs = model(rearrange(video, "b v c t h w -> (b v) c t h w"))
         p = rearrange(multi_head_probs(outputs), "(b v) k -> b v k", b=b, v=v).mean(1).cpu()
         ok = batch["valid"].bool()
-        if strict and not ok.all():
-            raise _strict_error([q for q, v in zip(batch["path"], ok.tolist()) if not v], "videos cannot be decoded")
         p[~ok] = float("nan")
         probs.append(p)
         labels.append(batch["label"])
         valid.append(ok)
         paths += list(batch["path"])
+    num_classes = _num_outputs(model)
+    result = {"probs": torch.cat(probs) if probs else torch.empty(0, num_classes),
+              "labels": torch.cat(labels) if labels else torch.empty(0, dtype=torch.long),
+              "valid": torch.cat(valid) if valid else torch.empty(0, dtype=torch.bool), "paths": paths}
+    if current_world().distributed:
+        result = _gather_shards(result, loader.sampler)
+    if strict and not result["valid"].all():
+        raise _strict_error([q for q, v in zip(result["paths"], result["valid"].tolist()) if not v],
+                            "videos cannot be decoded")
     if missing:
-        num_classes = probs[0].shape[1] if probs else 0
-        probs.append(torch.full((len(missing), num_classes), float("nan")))
-        labels.append(torch.full((len(missing),), -1, dtype=torch.long))
-        valid.append(torch.zeros(len(missing), dtype=torch.bool))
-        paths += missing
-    return {"probs": torch.cat(probs), "labels": torch.cat(labels), "valid": torch.cat(valid), "paths": paths}
+        result["probs"] = torch.cat([result["probs"], torch.full((len(missing), num_classes), float("nan"))])
+        result["labels"] = torch.cat([result["labels"], torch.full((len(missing),), -1, dtype=torch.long)])
+        result["valid"] = torch.cat([result["valid"], torch.zeros(len(missing), dtype=torch.bool)])
+        result["paths"] = result["paths"] + missing
+    return result
+
+
+def _num_outputs(model: torch.nn.Module) -> int:
+    """Classes of the model's (last) classifier, for empty results."""
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    return linears[-1].out_features if linears else 0
+
+
+def _gather_shards(result: dict, sampler) -> dict:
+    """Every rank's shard of ``predict``, put back in dataset order."""
+    if not isinstance(sampler, ShardSampler):
+        raise TypeError("distributed evaluation needs the ShardSampler of runtime.data_loader (no padded duplicates)")
+    shards = all_gather_objects((sampler.indices, result))
+    order = torch.tensor([i for indices, _ in shards for i in indices]).argsort()
+    paths = [p for _, r in shards for p in r["paths"]]
+    return {"probs": torch.cat([r["probs"] for _, r in shards])[order],
+            "labels": torch.cat([r["labels"] for _, r in shards])[order],
+            "valid": torch.cat([r["valid"] for _, r in shards])[order], "paths": [paths[i] for i in order.tolist()]}
+
+
+def sample_predictions(result: dict, class_names: Sequence[str], n: int = 32) -> tuple[list[str], list[list]]:
+    """Columns and rows of a table of the first ``n`` readable videos: path, true class, top-1
+    class and its probability, correct."""
+    rows = []
+    for path, p, label, ok in zip(result["paths"], result["probs"], result["labels"].tolist(), result["valid"].tolist()):
+        if not ok:
+            continue
+        prob, pred = p.max(0)
+        rows.append([path, class_names[label] if label >= 0 else "", class_names[pred], round(prob.item(), 4),
+                     pred.item() == label])
+        if len(rows) == n:
+            break
+    return ["path", "label", "prediction", "probability", "correct"], rows
 
 
 def report(result: dict, class_names: Sequence[str], out_dir: str | Path, *, views: dict,
            pairs: Sequence[tuple[int, int]] = (), plot: bool = True) -> dict:
-    """Write ``metrics.json``, ``predictions.csv`` and ``confusion_matrix.png`` (<= 200 classes)
-    into ``out_dir`` and return the metrics. Unreadable videos are excluded and counted."""
+    """Write ``metrics.json``, ``predictions.csv``, ``per_class.csv`` and ``confusion_matrix.png``
+    (<= 200 classes) into ``out_dir`` and return the metrics. Unreadable videos are excluded and counted."""
     out_dir = Path(out_dir)
     ok = result["valid"]
     probs, labels = result["probs"][ok], result["labels"][ok]
@@ -86,9 +129,10 @@ def report(result: dict, class_names: Sequence[str], out_dir: str | Path, *, vie
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     keep = [p for p, v in zip(result["paths"], ok.tolist()) if v]
     write_predictions(out_dir / "predictions.csv", keep, probs, labels, class_names)
+    write_per_class(out_dir / "per_class.csv", probs, labels, class_names)
     if plot and len(class_names) <= 200 and len(labels):
         cm = confusion_matrix(probs.argmax(1), labels, len(class_names))
-        plot_confusion_matrix(cm, class_names, out_dir / "confusion_matrix.png")
+        plot_confusion_matrix(cm, class_names, out_dir / "confusion_matrix.png", top1=metrics["top1"])
     if failed:
         log.warning("%d unreadable videos excluded from the metrics (first: %s)", len(failed), ", ".join(failed[:5]))
     return metrics
@@ -116,20 +160,27 @@ def _predict_table(paths, probs, class_names, k) -> str:
 
 def evaluate_checkpoint(cfg, run_dir: str | Path) -> dict:
     """``eval.py``: re-evaluate a checkpoint on its run's dataset (or on ``data.*`` overrides) with
-    ``test.clips`` x ``test.crops`` views, or classify the files in ``predict``."""
+    ``test.clips`` x ``test.crops`` views, or classify the files in ``predict``. Under ``torchrun``
+    every rank evaluates its shard and rank 0 reports the gathered whole."""
     validate_eval(cfg)
     run_dir = Path(run_dir)
+    world = init_distributed(cfg.trainer.device)
     ckpt = load_checkpoint(cfg.checkpoint)
     for key in ("model", "config", "class_names"):
         if key not in ckpt:
-            raise ValueError(f"{cfg.checkpoint}: not a video_sparse training checkpoint (no {key!r} entry)")
+            raise CheckpointError(f"{cfg.checkpoint}: not a video_sparse training checkpoint (no {key!r} entry)")
     train_cfg = OmegaConf.create(ckpt["config"])
     class_names = ckpt["class_names"]
     model_kwargs = {k: v for k, v in OmegaConf.to_container(train_cfg.model).items()
                     if k not in ("_target_", "name", "pretrained")}
     model = build_model(train_cfg.model.name, num_classes=len(class_names), **model_kwargs)
-    model.load_state_dict(ckpt["model"])
-    device = resolve_device(cfg.trainer.device)
+    weights = cfg.get("weights", "auto")
+    if weights == "ema" and not ckpt.get("ema"):
+        raise CheckpointError(f"{cfg.checkpoint}: weights=ema but the run kept no EMA (trainer.ema_decay was null). "
+                              "Fix: weights=auto or weights=model")
+    use_ema = weights == "ema" or (weights == "auto" and bool(ckpt.get("ema")))
+    model.load_state_dict(ema_weights(ckpt) if use_ema else ckpt["model"])
+    device = resolve_device(cfg.trainer.device, world.local_rank)
     model.to(device)
     data_cfg = OmegaConf.merge(train_cfg.data, {k: v for k, v in cfg.data.items() if v is not None})
     clips, crops = cfg.test.clips, cfg.test.crops
@@ -139,24 +190,33 @@ def evaluate_checkpoint(cfg, run_dir: str | Path) -> dict:
         paths = [cfg.predict] if isinstance(cfg.predict, str) else list(cfg.predict)
         dataset = build_predict_dataset(data_cfg, paths, clips=clips, crops=crops)
         result = predict(model, data_loader(dataset, cfg.trainer.batch_size, cfg.trainer.num_workers, device),
-                         device, cfg.trainer.amp, desc="predict")
-        write_predictions(run_dir / "predictions.csv", result["paths"], result["probs"].nan_to_num(0.0),
-                          result["labels"], class_names, topk=cfg.predict_topk)
-        print(_predict_table(result["paths"], result["probs"], class_names, cfg.predict_topk))
+                         device, cfg.trainer.amp, desc="predict", progress=world.is_main)
+        if world.is_main:
+            write_predictions(run_dir / "predictions.csv", result["paths"], result["probs"].nan_to_num(0.0),
+                              result["labels"], class_names, topk=cfg.predict_topk)
+            print(_predict_table(result["paths"], result["probs"], class_names, cfg.predict_topk))
         return {"num_videos": int(result["valid"].sum()), "num_failed": int((~result["valid"]).sum())}
 
     # Labels map through the checkpoint's class names: the ids the model was trained with.
-    data_cfg, info = resolve_data(data_cfg, class_names=class_names, class_source=f"the checkpoint {cfg.checkpoint}")
+    with main_first(world):
+        data_cfg, info = resolve_data(data_cfg, class_names=class_names, class_source=f"the checkpoint {cfg.checkpoint}",
+                                      progress=world.is_main)
     split = cfg.split
     dataset = build_dataset(data_cfg, split, clips=clips, crops=crops, info=info)
     result = predict(model, data_loader(dataset, cfg.trainer.batch_size, cfg.trainer.num_workers, device),
-                     device, cfg.trainer.amp, desc=f"eval {split}", strict=cfg.test.get("strict", False))
+                     device, cfg.trainer.amp, desc=f"eval {split}", strict=cfg.test.strict, progress=world.is_main)
+    if not world.is_main:
+        return {}
     metrics = report(result, class_names, run_dir, views=views, pairs=info.pairs)
-    tracker = Tracker(cfg.logger.mode, cfg.logger.project, run_dir, OmegaConf.to_container(cfg, resolve=True),
-                      name=cfg.logger.name)
-    tracker.summary({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
-    if (run_dir / "confusion_matrix.png").is_file():
-        tracker.log_image("confusion_matrix", run_dir / "confusion_matrix.png")
-    tracker.finish()
-    print(f"{cfg.checkpoint} on {split} ({len(dataset)} videos)\n{_summary_table(metrics)}")
+    metrics["weights"] = "ema" if use_ema else "model"
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    with Tracker(cfg.logger.mode, cfg.logger.project, run_dir, OmegaConf.to_container(cfg, resolve=True),
+                 name=cfg.logger.name, run_id=cfg.logger.get("id")) as tracker:
+        tracker.summary({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        tracker.log_table("predictions", *sample_predictions(result, class_names))
+        if (run_dir / "confusion_matrix.png").is_file():
+            tracker.log_image("confusion_matrix", run_dir / "confusion_matrix.png")
+    print(f"{cfg.checkpoint} ({metrics['weights']} weights) on {split}: {len(dataset)} videos, "
+          f"{world.size} process(es)\n{_summary_table(metrics)}")
+    print(f"report: {run_dir.resolve()}")
     return metrics

@@ -8,12 +8,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .distributed import ShardSampler, current_world
+
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto``: this process's GPU (``cuda:<local rank>``) if there is one, else the CPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        return torch.device("cuda", local_rank)
     return torch.device(name)
 
 
@@ -24,15 +29,33 @@ def autocast(device: torch.device, amp: str):
     return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
 
 
+def to_channels_last(x: torch.nn.Module | torch.Tensor):
+    """Channels-last memory format for a model's 4-D (``NHWC``) and 5-D (``NTHWC``) weights and
+    buffers, or for one tensor; other tensors are left as they are."""
+    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
+    if isinstance(x, torch.Tensor):
+        return x.contiguous(memory_format=formats[x.ndim]) if x.ndim in formats else x
+    for t in list(x.parameters()) + list(x.buffers()):
+        if t.ndim in formats:
+            t.data = t.data.contiguous(memory_format=formats[t.ndim])
+    return x
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
-def data_loader(dataset, batch_size: int, num_workers: int, device: torch.device, sampler=None) -> DataLoader:
-    """Training loader when ``sampler`` is given (full batches only), else an in-order loader.
-    Workers persist across epochs (the dataset's epoch is in shared memory); pinned memory on CUDA."""
+def data_loader(dataset, batch_size: int, num_workers: int, device: torch.device, sampler=None, *,
+                train: bool = False) -> DataLoader:
+    """Training loader (``train``: full batches only) or evaluation loader; without ``sampler``,
+    this rank's in-order shard of ``dataset`` (every video once over all ranks).
+    Workers persist across epochs (the dataset's epoch is in shared memory); pinned memory on CUDA.
+    The loader's own generator keeps its worker seeds off the global torch stream, whose state a
+    resumed run restores (creating an iterator would otherwise draw from it)."""
+    if sampler is None:
+        sampler = ShardSampler(dataset, current_world())
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=num_workers,
-                      pin_memory=device.type == "cuda", drop_last=sampler is not None,
-                      persistent_workers=num_workers > 0)
+                      pin_memory=device.type == "cuda", drop_last=train, persistent_workers=num_workers > 0,
+                      generator=torch.Generator().manual_seed(0))

@@ -106,6 +106,16 @@ class C2DResNet(nn.Module):
             if isinstance(m, SIFABottleneck):
                 nn.init.zeros_(m.conv_offset.weight)
 
+    num_lr_layers = 6  # stem, four stages, heads: the depth scale of layer-wise lr decay
+
+    def layer_id(self, param_name: str) -> int:
+        """Depth of a parameter for layer-wise lr decay: 0 stem, 1-4 stages (``layer4_dual`` with
+        layer4), 5 heads."""
+        root = param_name.split(".")[0]
+        if root.startswith("layer"):
+            return int(root[len("layer")])
+        return 5 if root.startswith("head") else 0
+
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(N, 3, T, H, W)`` -> last-stage features of the main and (or None) dual branch."""
         if x.ndim != 5:

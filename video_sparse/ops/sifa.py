@@ -103,6 +103,13 @@ class _SIFAAggregate(torch.autograd.Function):
         return grad_q, grad_kv, grad_offsets, None, None, None, None
 
 
+# torch.compile runs the operator eagerly and compiles around it: its backward re-samples the taps
+# under torch.autograd.grad, which dynamo cannot trace (it fell back to re-tracing every step).
+@torch.compiler.disable
+def _aggregate(q, kv, offsets, kernel_size: int, dilation: int, groups: int, normalize: str) -> torch.Tensor:
+    return _SIFAAggregate.apply(q, kv, offsets, kernel_size, dilation, groups, normalize)
+
+
 def motion_map(features: torch.Tensor) -> torch.Tensor:
     """``sigmoid(F - P) * F + F`` with ``P_t = F_{t-1}`` and ``P_0 = F_0``: ``(N, C, T, H, W)``.
 
@@ -152,7 +159,7 @@ def sifa_attention(features: torch.Tensor, offsets: torch.Tensor, kernel_size: i
         q = rearrange(f32[:, :, :-1], "n c t h w -> (n t) c h w")
         kv = rearrange(f32[:, :, 1:], "n c t h w -> (n t) c h w")
         off = rearrange(off[:, :, 1:], "n k t h w -> (n t) k h w")
-        agg = _SIFAAggregate.apply(q, kv, off, kernel_size, dilation, groups, normalize)
+        agg = _aggregate(q, kv, off, kernel_size, dilation, groups, normalize)
         agg = rearrange(agg, "(n t) c h w -> n c t h w", n=N)
         out = f32 + F.pad(agg, (0, 0, 0, 0, 0, 1))  # the last frame gets nothing
     return out.to(dtype)

@@ -1,0 +1,161 @@
+"""Process groups for DDP: torchrun's environment, Hydra's submitit SLURM launcher, or one process.
+
+One process group serves CPU and CUDA tensors ("cpu:gloo,cuda:nccl" on GPUs) so that Python
+objects (run directory, predictions) travel over gloo while gradients use NCCL.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import io
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DistributedSampler, Sampler
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    local_rank: int = 0
+    size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+
+def _submitit_env() -> None:
+    """Translate a multi-task submitit job (``hydra/launcher=submitit_slurm`` with
+    ``tasks_per_node`` > 1 or ``nodes`` > 1) into torchrun's variables."""
+    if "WORLD_SIZE" in os.environ or "SUBMITIT_EXECUTOR" not in os.environ:
+        return
+    import submitit
+
+    env = submitit.JobEnvironment()
+    if env.num_tasks <= 1:
+        return
+    os.environ.update(RANK=str(env.global_rank), LOCAL_RANK=str(env.local_rank), WORLD_SIZE=str(env.num_tasks),
+                      MASTER_ADDR=env.hostnames[0],
+                      MASTER_PORT=os.environ.get("MASTER_PORT", str(20000 + int(str(env.job_id).split("_")[0]) % 20000)))
+
+
+def init_distributed(device: str = "auto") -> World:
+    """Join the process group described by the environment (idempotent); a single process
+    without torchrun or a multi-task submitit job gets ``World(0, 0, 1)``."""
+    if dist.is_available() and dist.is_initialized():
+        return current_world()
+    _submitit_env()
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return World()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device != "cpu" and torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend="cpu:gloo,cuda:nccl" if use_cuda else "gloo",
+                            timeout=datetime.timedelta(minutes=int(os.environ.get("VIDEO_SPARSE_DIST_TIMEOUT_MIN", 30))))
+    return current_world()
+
+
+def current_world() -> World:
+    if not (dist.is_available() and dist.is_initialized()):
+        return World()
+    return World(dist.get_rank(), int(os.environ.get("LOCAL_RANK", dist.get_rank())), dist.get_world_size())
+
+
+def destroy_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if current_world().distributed:
+        dist.barrier()
+
+
+@contextlib.contextmanager
+def main_first(world: World):
+    """Rank 0 runs the block first (e.g. generates a dataset cache), then the others."""
+    if not world.is_main:
+        barrier()
+    yield
+    if world.is_main:
+        barrier()
+
+
+def broadcast_object(obj, src: int = 0):
+    """``obj`` of rank ``src`` on every rank (identity without a process group)."""
+    if not current_world().distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def all_gather_objects(obj) -> list:
+    """Every rank's ``obj`` (tensors, numbers, strings and their lists, tuples and dicts), in rank
+    order (``[obj]`` without a process group). Tensors travel as ``torch.save`` bytes, which the
+    restricted unpickler of ``all_gather_object`` would refuse to rebuild."""
+    world = current_world()
+    if not world.distributed:
+        return [obj]
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    out = [None] * world.size
+    dist.all_gather_object(out, buffer.getvalue())
+    return [torch.load(io.BytesIO(b), weights_only=True) for b in out]
+
+
+def all_reduce_sum(values: list[float]) -> list[float]:
+    """Element-wise sum over ranks, in float64 so that counts stay exact."""
+    if not current_world().distributed:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank if ``flag`` is true on any rank (all ranks must call it together)."""
+    return all_reduce_sum([float(flag)])[0] > 0
+
+
+class TrainSampler(DistributedSampler):
+    """``DistributedSampler`` (shuffled per epoch from ``seed + epoch``, full batches) that can
+    start part-way through an epoch: ``set_epoch(epoch, start=k)`` skips this rank's first ``k``
+    indices, the ones a resumed run already trained on."""
+
+    def __init__(self, dataset, world: World, seed: int):
+        super().__init__(dataset, num_replicas=world.size, rank=world.rank, shuffle=True, seed=seed, drop_last=True)
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        super().set_epoch(epoch)
+        self.start = start
+
+    def __iter__(self):
+        return iter(list(super().__iter__())[self.start:])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
+class ShardSampler(Sampler):
+    """Evaluation shard of this rank: indices ``rank, rank + world, ...`` in order, without the
+    padding of ``DistributedSampler`` so that gathering counts every video exactly once."""
+
+    def __init__(self, dataset, world: World):
+        self.indices = list(range(world.rank, len(dataset), world.size))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
