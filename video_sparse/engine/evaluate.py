@@ -17,10 +17,10 @@ from ..data import build_dataset, build_predict_dataset, resolve_data
 from ..models import build_model
 from ..tracking import Tracker
 from .checkpoint import CheckpointError, load_checkpoint
+from .distributed import ShardSampler, all_gather_objects, current_world, init_distributed, main_first
 from .ema import ema_weights
 from .metrics import (classification_metrics, confusion_matrix, multi_head_probs, plot_confusion_matrix,
                       write_per_class, write_predictions)
-from .distributed import ShardSampler, all_gather_objects, current_world, init_distributed, main_first
 from .runtime import autocast, data_loader, resolve_device
 
 log = logging.getLogger(__name__)

@@ -34,13 +34,11 @@ def classification_metrics(probs: torch.Tensor, target: torch.Tensor,
     n, c = probs.shape
     if n == 0:
         return {"top1": float("nan"), "top5": float("nan"), "mean_class_acc": float("nan")}
-    topk = probs.topk(min(5, c), dim=1).indices
-    correct = topk == target[:, None]
-    pred = topk[:, 0]
+    pred, top5_hit = _topk_hits(probs, target)
     cm = confusion_matrix(pred, target, c)
     support = cm.sum(1)
     per_class = cm.diag()[support > 0].double() / support[support > 0]
-    out = {"top1": correct[:, 0].double().mean().item(), "top5": correct.any(1).double().mean().item(),
+    out = {"top1": (pred == target).double().mean().item(), "top5": top5_hit.double().mean().item(),
            "mean_class_acc": per_class.mean().item()}
     if pairs:
         pair_of = torch.full((c,), -1, dtype=torch.long)
@@ -68,8 +66,9 @@ def write_predictions(path: str | os.PathLike, paths: Sequence[str], probs: torc
 
 
 def _topk_hits(probs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(pred (N,), top5_hit (N,) bool)``; top-5 means top-``min(5, C)``. Uses ``topk`` like
-    :func:`classification_metrics`, so that ties break the same way and the counts add up to its top1."""
+    """``(pred (N,), top5_hit (N,) bool)``; top-5 means top-``min(5, C)``. Shared by
+    :func:`classification_metrics` and :func:`per_class_accuracy`: ties break the same way, so
+    per-class counts add up to the overall top-1 and top-5."""
     topk = probs.topk(min(5, probs.shape[1]), dim=1).indices
     return topk[:, 0], (topk == target[:, None]).any(1)
 

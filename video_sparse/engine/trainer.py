@@ -147,6 +147,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
                 "best_top1": best_top1, "history": history, "config": config, "class_names": info.class_names,
                 "pairs": info.pairs, "world_size": world.size}
 
+    def validate(m: torch.nn.Module, desc: str) -> dict:
+        val = predict(m, val_loader, device, tc.amp, desc=desc, progress=world.is_main)
+        return classification_metrics(val["probs"][val["valid"]], val["labels"][val["valid"]], info.pairs)
+
     config = OmegaConf.to_container(cfg, resolve=True)
     config["data"] = OmegaConf.to_container(data_cfg)  # with the resolved data root
     tracker = Tracker(cfg.logger.mode, cfg.logger.project, run_dir, config, name=cfg.logger.name,
@@ -228,15 +232,13 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
                 sampler.set_epoch(epoch)
                 for m in [model] + ([ema.module] if ema else []):
                     recompute_bn_stats(m, train_loader, tc.precise_bn, lambda m, b: m(b["video"].to(device)))
-            val = predict(model, val_loader, device, tc.amp, desc="val", progress=world.is_main)
-            metrics = classification_metrics(val["probs"][val["valid"]], val["labels"][val["valid"]], info.pairs)
+            metrics = validate(model, "val")
             record = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "lr": lr, "train_failed": int(failed),
                       "train_skipped_steps": int(skipped), "epoch_time_s": time.time() - t_epoch,
                       **{f"val_{k}": v for k, v in metrics.items()}}
             monitored = metrics["top1"]
             if ema is not None:
-                val = predict(ema.module, val_loader, device, tc.amp, desc="val ema", progress=world.is_main)
-                ema_metrics = classification_metrics(val["probs"][val["valid"]], val["labels"][val["valid"]], info.pairs)
+                ema_metrics = validate(ema.module, "val ema")
                 record.update({f"val_ema_{k}": v for k, v in ema_metrics.items()})
                 monitored = ema_metrics["top1"]
             history.append(record)
