@@ -35,3 +35,26 @@ def test_order_blind_baseline_learns_the_motion_but_not_its_direction(tmp_path):
     assert metrics["num_videos"] == 500 and metrics["num_failed"] == 0
     assert metrics["top1"] <= 0.55       # order-blind ceiling (50 % inside each pair)
     assert metrics["pair_acc"] >= 0.9    # ... but the motion itself is recognised
+
+
+def _train_motion(tmp_path, model, timeout):
+    start = time.time()
+    run_app("train.py", [f"model={model}", f"data.cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run",
+                         "logger.mode=disabled"], tmp_path, timeout=timeout)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    print(f"{model}: top1 {metrics['top1']:.3f}, pair {metrics['pair_acc']:.3f}, "
+          f"{(time.time() - start) / 60:.1f} min")
+    assert metrics["num_videos"] == 500 and metrics["num_failed"] == 0
+    return metrics
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["sifa_biformer_nano", "sifa_dilateformer_nano"])
+def test_sifa_transformers_learn_the_direction(tmp_path, model):
+    assert _train_motion(tmp_path, model, timeout=3000)["top1"] >= 0.95
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["c2d_biformer_nano", "c2d_dilateformer_nano"])
+def test_transformer_baselines_stay_order_blind(tmp_path, model):
+    assert _train_motion(tmp_path, model, timeout=3000)["top1"] <= 0.55

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
 
 
 class C2DBottleneck(nn.Module):
@@ -13,12 +15,14 @@ class C2DBottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, in_channels: int, planes: int, stride: int = 1):
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, spatial_mixer: nn.Module | None = None):
         super().__init__()
         out = planes * self.expansion
         self.conv1 = nn.Conv3d(in_channels, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm3d(planes)
-        self.conv2 = nn.Conv3d(planes, planes, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False)
+        # the spatial mixer: a 1x3x3 conv, or an attention applied per frame (FrameAttention)
+        self.conv2 = (nn.Conv3d(planes, planes, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False)
+                      if spatial_mixer is None else FrameAttention(spatial_mixer, stride))
         self.bn2 = nn.BatchNorm3d(planes)
         self.conv3 = nn.Conv3d(planes, out, 1, bias=False)
         self.bn3 = nn.BatchNorm3d(out)
@@ -46,8 +50,9 @@ class GCBottleneck(C2DBottleneck):
     """Bottleneck plus global context: ``ReLU(u + identity + fc2(ReLU(fc1(mean_{T,H,W} u))))`` with
     ``u`` the BN3 output (reduction 16, biases on), as in SIFA-Net."""
 
-    def __init__(self, in_channels: int, planes: int, stride: int = 1, reduction: int = 16):
-        super().__init__(in_channels, planes, stride)
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, spatial_mixer: nn.Module | None = None,
+                 reduction: int = 16):
+        super().__init__(in_channels, planes, stride, spatial_mixer)
         out = planes * self.expansion
         self.fc1 = nn.Linear(out, out // reduction)
         self.fc2 = nn.Linear(out // reduction, out)
@@ -57,3 +62,22 @@ class GCBottleneck(C2DBottleneck):
         u = self.residual(x)
         gc = self.fc2(self.relu(self.fc1(u.mean(dim=(2, 3, 4)))))
         return self.relu(u + identity + gc[:, :, None, None, None])
+
+
+class FrameAttention(nn.Module):
+    """A spatial attention used as a bottleneck's ``conv2``: applied to every frame of
+    ``(N, C, T, H, W)`` (channels last inside), then, for ``stride`` 2, a 2x2 average pooling
+    (BoTNet's choice for the strided block; ``ceil_mode`` matches the conv's output size)."""
+
+    def __init__(self, attn: nn.Module, stride: int = 1):
+        super().__init__()
+        self.attn = attn
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        T = x.shape[2]
+        y = self.attn(rearrange(x, "n c t h w -> (n t) h w c"))
+        y = rearrange(y, "(n t) h w c -> n c t h w", t=T)
+        if self.stride > 1:
+            y = F.avg_pool3d(y, (1, self.stride, self.stride), ceil_mode=True)
+        return y

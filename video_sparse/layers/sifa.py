@@ -1,8 +1,9 @@
-"""The SIFA bottleneck: a C2D bottleneck whose conv2 output attends to the next frame."""
+"""SIFA as layers: the SIFA bottleneck of C2D ResNets and the frame mixer of per-frame transformers."""
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+from einops import rearrange
 
 from ..ops.sifa import motion_map, sifa_attention
 from .bottleneck import C2DBottleneck
@@ -34,3 +35,34 @@ class SIFABottleneck(C2DBottleneck):
             return x
         offsets = self.conv_offset(motion_map(x))
         return sifa_attention(x, offsets, self.kernel_size, self.dilation, self.groups, self.normalize)
+
+
+class FrameSIFA(nn.Module):
+    """SIFA on channels-last frame batches, the inter-frame mixer of per-frame transformers.
+
+    Input ``(N * T, H, W, C)`` (frames of a clip consecutive) and ``frames = T``; the maps are viewed
+    as ``(N, C, T, H, W)``, get their motion map, zero-initialised offsets ``conv_offset`` and
+    :func:`~video_sparse.ops.sifa.sifa_attention` with the next frame (``F + A``), and go back.
+
+    Args:
+        dim: channels. kernel_size, dilation, groups, normalize: of the attention.
+        sifa: False makes the module the identity (same parameters), to measure what SIFA adds.
+    """
+
+    def __init__(self, dim: int, kernel_size: int = 3, dilation: int = 1, groups: int = 1, normalize: str = "none",
+                 sifa: bool = True):
+        super().__init__()
+        self.kernel_size, self.dilation, self.groups, self.normalize = kernel_size, dilation, groups, normalize
+        self.sifa = sifa
+        self.conv_offset = nn.Conv3d(dim, 2 * kernel_size ** 2, (1, 3, 3), padding=(0, 1, 1), bias=False)
+        nn.init.zeros_(self.conv_offset.weight)
+
+    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        if not self.sifa:
+            return x
+        if x.shape[0] % frames:
+            raise ValueError(f"batch {x.shape[0]} is not a whole number of {frames}-frame clips")
+        clips = rearrange(x, "(n t) h w c -> n c t h w", t=frames)
+        offsets = self.conv_offset(motion_map(clips))
+        out = sifa_attention(clips, offsets, self.kernel_size, self.dilation, self.groups, self.normalize)
+        return rearrange(out, "n c t h w -> (n t) h w c")

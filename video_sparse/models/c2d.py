@@ -13,7 +13,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..layers.biformer import BiLevelRoutingAttention
 from ..layers.bottleneck import C2DBottleneck, GCBottleneck
+from ..layers.dilate import MultiScaleDilatedAttention
 from ..layers.heads import PoolHead, TemporalMeanConvHead
 from ..layers.sifa import SIFABottleneck
 from .registry import register_model
@@ -36,6 +38,12 @@ class C2DResNet(nn.Module):
         strides: spatial stride of each stage's first block. dual_stride: of ``layer4_dual``.
         sifa_kernel, sifa_dilation, sifa_groups, sifa_normalize: the SIFA blocks' attention.
         sifa: False switches every SIFA operator off (same parameters), to measure its cost.
+        spatial_mixer: ``"conv"`` (the 1x3x3 conv), ``"bra"`` (BiFormer's routing attention) or
+            ``"msda"`` (DilateFormer's dilated attention) as the spatial mixer (``conv2``) of the GC
+            blocks of ``mixer_stages`` (1-based: 3, 4 = layer3, layer4 and layer4_dual), applied per
+            frame; a strided block pools 2x2 after it. mixer_head_dim: channels per head.
+            bra_n_win, bra_topk: BRA's regions per side and regions kept. msda_dilations: one
+            channel group per dilation (the heads must split evenly).
         head: ``"pool"`` (average over T, H, W -> linear; official) or ``"spatial"`` (average over
             T -> 3x3 convs -> average over H, W -> linear). head_width: the spatial head's width.
         dropout: before the classifiers.
@@ -47,11 +55,15 @@ class C2DResNet(nn.Module):
                  stem_temporal_kernel: int = 1, stem_temporal_stride: int = 1, stem_pool: bool = True,
                  strides: Sequence[int] = (1, 2, 2, 2), dual: bool = False, dual_stride: int = 1,
                  sifa_kernel: int = 3, sifa_dilation: int = 1, sifa_groups: int = 1, sifa_normalize: str = "none",
-                 sifa: bool = True, head: str = "pool", head_width: int = 128, num_classes: int = 400,
-                 dropout: float = 0.5):
+                 sifa: bool = True, spatial_mixer: str = "conv", mixer_stages: Sequence[int] = (3, 4),
+                 mixer_head_dim: int = 32, bra_n_win: int = 7, bra_topk: int = 16,
+                 msda_dilations: Sequence[int] = (1, 2, 3, 4), head: str = "pool", head_width: int = 128,
+                 num_classes: int = 400, dropout: float = 0.5):
         super().__init__()
         if head not in ("pool", "spatial"):
             raise ValueError(f"head must be 'pool' or 'spatial', got {head!r}")
+        if spatial_mixer not in ("conv", "bra", "msda"):
+            raise ValueError(f"spatial_mixer must be 'conv', 'bra' or 'msda', got {spatial_mixer!r}")
         unknown = set("".join(patterns)) - set(BLOCKS)
         if unknown:
             raise ValueError(f"unknown block codes {sorted(unknown)} in patterns; use {sorted(BLOCKS)}")
@@ -63,20 +75,28 @@ class C2DResNet(nn.Module):
         sifa_args = dict(kernel_size=sifa_kernel, dilation=sifa_dilation, groups=sifa_groups,
                          normalize=sifa_normalize, sifa=sifa)
 
-        def stage(in_channels, n, planes, stride, pattern):
+        def mixer(planes):
+            heads = max(planes // mixer_head_dim, 1)
+            if spatial_mixer == "bra":
+                return BiLevelRoutingAttention(planes, heads, bra_n_win, planes, bra_topk)
+            return MultiScaleDilatedAttention(planes, heads, msda_dilations)
+
+        def stage(in_channels, n, planes, stride, pattern, number):
             blocks = []
             for b in range(n):
                 code = pattern[b % len(pattern)]
                 extra = sifa_args if code == "S" else {}
+                if code == "G" and spatial_mixer != "conv" and number in mixer_stages:
+                    extra = {"spatial_mixer": mixer(planes)}
                 blocks.append(BLOCKS[code](in_channels, planes, stride if b == 0 else 1, **extra))
                 in_channels = planes * C2DBottleneck.expansion
             return nn.Sequential(*blocks), in_channels
 
         channels = stem_width
-        self.layer1, channels = stage(channels, layers[0], widths[0], strides[0], patterns[0])
-        self.layer2, channels = stage(channels, layers[1], widths[1], strides[1], patterns[1])
-        self.layer3, channels = stage(channels, layers[2], widths[2], strides[2], patterns[2])
-        self.layer4, out_channels = stage(channels, layers[3], widths[3], strides[3], patterns[3])
+        self.layer1, channels = stage(channels, layers[0], widths[0], strides[0], patterns[0], 1)
+        self.layer2, channels = stage(channels, layers[1], widths[1], strides[1], patterns[1], 2)
+        self.layer3, channels = stage(channels, layers[2], widths[2], strides[2], patterns[2], 3)
+        self.layer4, out_channels = stage(channels, layers[3], widths[3], strides[3], patterns[3], 4)
         self.num_features = out_channels
 
         def make_head():
@@ -87,7 +107,7 @@ class C2DResNet(nn.Module):
         self.head = make_head()
         self.dual = dual
         if dual:
-            self.layer4_dual, _ = stage(channels, layers[3], widths[3], dual_stride, patterns[3])
+            self.layer4_dual, _ = stage(channels, layers[3], widths[3], dual_stride, patterns[3], 4)
             self.head_dual = make_head()
         self.reset_parameters()
 
@@ -163,8 +183,9 @@ def sifa_small(num_classes: int = 10, **overrides) -> C2DResNet:
     """``c2d_small`` plus SIFA blocks (layers 2 and 3), a global-context block (layer 4) and the
     dual frame-skipping branch. SIFA dilation 2: the attended 3x3 neighbourhood spans +-2 cells, the
     benchmark's per-step displacement at stride 4 (dilation 1 learns direction several epochs later)."""
-    return _build({**SMALL, "patterns": ("P", "S", "S", "G"), "dual": True, "sifa_dilation": 2}, num_classes,
-                  overrides)
+    return _build({**SMALL, "patterns": ("P", "S", "S", "G"), "dual": True, "sifa_dilation": 2,
+                   # model.spatial_mixer=bra|msda: layer4's GC block attends on its 8x8 map
+                   "mixer_head_dim": 16, "bra_n_win": 4, "bra_topk": 4}, num_classes, overrides)
 
 
 @register_model

@@ -1,0 +1,177 @@
+"""BRA and MSDA: forward+backward time and peak memory, ours vs the official formulations, at the
+official stage shapes for a video batch of 8 frames; then end-to-end clips/s of the video models.
+
+    python benchmarks/mixers.py [--repeats 5] [--device cpu|cuda] [--only mixers|models]
+
+Peers (tests/official_mixers.py): BiFormer's gather-based BRA (ops/bra_legacy.py) and
+DilateFormer's unfold-based MSDA, re-implemented on the parameters of our modules; the outputs are
+compared in the same run. Each measurement runs in a fresh subprocess: the median of ``repeats``
+forward+backward passes after one warm-up, and the peak memory of the pass — the CUDA allocator's
+peak on cuda, the growth of the process's peak RSS over its resident size before the first pass on
+cpu. Module shapes: BiFormer-T stages 1/2/3 = 64/128/256 channels at 56²/28²/14² (n_win 7,
+top-k 1/4/16, 2/4/8 heads); DilateFormer-T stages 1/2 = 72/144 channels at 56²/28² (3/6 heads,
+dilations 1, 2, 3).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import video_sparse  # noqa: E402
+from video_sparse.layers.biformer import BiLevelRoutingAttention  # noqa: E402
+from video_sparse.layers.dilate import MultiScaleDilatedAttention  # noqa: E402
+from official_mixers import official_bra, official_msda  # noqa: E402
+
+FRAMES = 8
+CASES = {  # name: (module factory, map side, channels)
+    "BRA BiFormer-T stage 1": (lambda: BiLevelRoutingAttention(64, 2, 7, 64, 1), 56, 64),
+    "BRA BiFormer-T stage 2": (lambda: BiLevelRoutingAttention(128, 4, 7, 128, 4), 28, 128),
+    "BRA BiFormer-T stage 3": (lambda: BiLevelRoutingAttention(256, 8, 7, 256, 16), 14, 256),
+    "MSDA DilateFormer-T stage 1": (lambda: MultiScaleDilatedAttention(72, 3, (1, 2, 3)), 56, 72),
+    "MSDA DilateFormer-T stage 2": (lambda: MultiScaleDilatedAttention(144, 6, (1, 2, 3)), 28, 144),
+}
+VIDEO_MODELS = {  # name: (clips, frames, side)
+    "sifa_biformer_nano": (16, 8, 64), "sifa_dilateformer_nano": (16, 8, 64),
+    "sifa_biformer_tiny": (1, 8, 224), "sifa_dilateformer_tiny": (1, 8, 224),
+}
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def measure(fn, device: str, repeats: int) -> dict:
+    """Median seconds of ``fn()`` over ``repeats`` after a warm-up, and the peak bytes of one call."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    else:
+        before = rss_bytes()
+    fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - before
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return {"seconds": statistics.median(times), "peak": peak}
+
+
+def one_mixer(case: str, impl: str, device: str, repeats: int) -> dict:
+    """Subprocess body: one implementation of one case; also returns a checksum of its output."""
+    factory, side, channels = CASES[case]
+    torch.manual_seed(0)
+    module = factory().to(device)
+    x = torch.randn(FRAMES, side, side, channels, device=device, requires_grad=True)
+    grad_out = torch.randn_like(x)
+    forward = {"ours": lambda t: module(t),
+               "official": (lambda t: official_bra(module, t)) if "BRA" in case else (lambda t: official_msda(module, t))}[impl]
+
+    def step():
+        x.grad = None
+        module.zero_grad(set_to_none=True)
+        forward(x).backward(grad_out)
+
+    result = measure(step, device, repeats)
+    with torch.no_grad():
+        out = forward(x)
+    result["checksum"] = [out.double().sum().item(), out.double().abs().sum().item(), x.grad.double().abs().sum().item()]
+    return result
+
+
+def one_model(name: str, device: str, repeats: int) -> dict:
+    clips, frames, side = VIDEO_MODELS[name]
+    torch.manual_seed(0)
+    model = video_sparse.build_model(name, num_classes=400).to(device)
+    x = torch.randn(clips, 3, frames, side, side, device=device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def train_step():
+        out = model(x)
+        loss = sum(o.float().logsumexp(-1).mean() for o in (out if isinstance(out, tuple) else (out,)))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def infer():
+        with torch.no_grad():
+            model(x)
+
+    model.train()
+    train = measure(train_step, device, repeats)
+    model.eval()
+    inference = measure(infer, device, repeats)
+    return {"train": clips / train["seconds"], "infer": clips / inference["seconds"], "peak": train["peak"]}
+
+
+def subprocess_json(*args: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"{args}: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--only", choices=["mixers", "models"], help="print one of the two tables")
+    args = parser.parse_args()
+    memory = "CUDA peak allocated" if args.device == "cuda" else "peak RSS growth"
+    print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, "
+          f"median of {args.repeats}; memory: {memory}\n")
+    if args.only != "models":
+        mixer_table(args)
+    if args.only != "mixers":
+        model_table(args)
+
+
+def mixer_table(args) -> None:
+    print(f"forward+backward of one layer on {FRAMES} frames\n")
+    print("| layer | map | ours ms | official ms | speed-up | ours MiB | official MiB | memory ratio | same output |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for case, (_, side, channels) in CASES.items():
+        ours = subprocess_json("_mixer", case, "ours", args.device, str(args.repeats))
+        official = subprocess_json("_mixer", case, "official", args.device, str(args.repeats))
+        same = all(abs(a - b) <= 1e-4 * max(1.0, abs(b)) for a, b in zip(ours["checksum"], official["checksum"]))
+        print(f"| {case} | {FRAMES}x{channels}x{side}² | {ours['seconds'] * 1e3:.1f} | {official['seconds'] * 1e3:.1f} | "
+              f"{official['seconds'] / ours['seconds']:.2f}x | {ours['peak'] / 2**20:.0f} | "
+              f"{official['peak'] / 2**20:.0f} | {ours['peak'] / official['peak']:.2f}x | {'yes' if same else 'NO'} |")
+
+
+def model_table(args) -> None:
+    print("\nvideo models, 400 classes: AdamW training step and inference\n")
+    print("| model | clips x frames x size | train clips/s | inference clips/s | train step peak MiB |")
+    print("|---|---|---|---|---|")
+    for name, (clips, frames, side) in VIDEO_MODELS.items():
+        r = subprocess_json("_model", name, args.device, str(args.repeats))
+        print(f"| {name} | {clips}x{frames}x{side}² | {r['train']:.2f} | {r['infer']:.2f} | {r['peak'] / 2**20:.0f} |")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "_mixer":
+        print(json.dumps(one_mixer(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))))
+    elif len(sys.argv) > 1 and sys.argv[1] == "_model":
+        print(json.dumps(one_model(sys.argv[2], sys.argv[3], int(sys.argv[4]))))
+    else:
+        main()

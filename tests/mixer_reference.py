@@ -1,0 +1,98 @@
+"""Dense, obviously-correct references of the sparse spatial attentions, for tests only (float64).
+
+Each builds the full token-by-token attention of a map and restricts it with a mask written out
+by loops over pixels, so it shares no indexing, padding or shifting logic with the fast versions.
+"""
+import math
+
+import torch
+
+
+def dilated_attention_reference(q, k, v, dilation, kernel_size=3, scale=None):
+    """MSDA core. q, k, v ``(B, heads, d, H, W)``. Each pixel attends to its ``K x K`` neighbours at
+    ``dilation``; a neighbour outside the map is a key with logit 0 and value 0."""
+    B, heads, d, H, W = q.shape
+    scale = d ** -0.5 if scale is None else scale
+    pad = dilation * (kernel_size - 1) // 2
+    n = H * W
+    neighbour = torch.zeros(n, n, dtype=torch.bool)
+    outside = torch.zeros(n, dtype=q.dtype)
+    for y in range(H):
+        for x in range(W):
+            for i in range(kernel_size):
+                for j in range(kernel_size):
+                    yy, xx = y - pad + i * dilation, x - pad + j * dilation
+                    if 0 <= yy < H and 0 <= xx < W:
+                        neighbour[y * W + x, yy * W + xx] = True
+                    else:
+                        outside[y * W + x] += 1
+    flat = lambda t: t.reshape(B, heads, d, n).transpose(-1, -2)  # noqa: E731
+    scores = (flat(q) @ flat(k).transpose(-1, -2)) * scale
+    scores = scores.masked_fill(~neighbour, -math.inf)
+    top = torch.maximum(scores.amax(-1), torch.where(outside > 0, 0.0, -math.inf).to(q.dtype))
+    e = torch.exp(scores - top[..., None])
+    denominator = e.sum(-1) + outside * torch.exp(-top)
+    out = (e @ flat(v)) / denominator[..., None]
+    return out.transpose(-1, -2).reshape(B, heads, d, H, W)
+
+
+def region_of_pixels(H, W, n_win):
+    """Region index (row-major over ``n_win x n_win``) of every pixel, regions of
+    ``ceil(H / n_win) x ceil(W / n_win)`` pixels from the top-left corner."""
+    side_h, side_w = -(-H // n_win), -(-W // n_win)
+    return torch.tensor([(y // side_h) * n_win + x // side_w for y in range(H) for x in range(W)])
+
+
+def routing_reference(q, k, n_win, scale):
+    """Routing logits ``(B, regions, regions)`` from the means over each region's pixels; regions
+    without pixels get -inf as keys. q, k ``(B, H, W, c)``."""
+    B, H, W, c = q.shape
+    region = region_of_pixels(H, W, n_win)
+    q_mean = q.new_zeros(B, n_win * n_win, c)
+    k_mean = q.new_zeros(B, n_win * n_win, c)
+    empty = torch.ones(n_win * n_win, dtype=torch.bool)
+    for r in range(n_win * n_win):
+        members = (region == r).nonzero().flatten()
+        if len(members):
+            empty[r] = False
+            q_mean[:, r] = q.reshape(B, H * W, c)[:, members].mean(1)
+            k_mean[:, r] = k.reshape(B, H * W, c)[:, members].mean(1)
+    logits = (q_mean * scale) @ k_mean.transpose(-1, -2)
+    return logits.masked_fill(empty, -math.inf)
+
+
+def routing_attention_reference(q, k, v, n_win, topk, num_heads, scale):
+    """BRA core: every pixel attends (per head, contiguous channel chunks) to the pixels of the
+    ``topk`` regions routed from its region. q, k ``(B, H, W, c)``, v ``(B, H, W, dv)``."""
+    B, H, W, c = q.shape
+    dv = v.shape[-1]
+    region = region_of_pixels(H, W, n_win)
+    routes = routing_reference(q.detach(), k.detach(), n_win, scale).topk(topk, dim=-1).indices
+    out = []
+    for b in range(B):
+        allowed = torch.zeros(H * W, H * W, dtype=torch.bool)
+        for qi in range(H * W):
+            for r in routes[b, region[qi]]:
+                allowed[qi, region == r] = True
+        heads = []
+        for m in range(num_heads):
+            qm = q[b].reshape(H * W, c)[:, m * c // num_heads:(m + 1) * c // num_heads]
+            km = k[b].reshape(H * W, c)[:, m * c // num_heads:(m + 1) * c // num_heads]
+            vm = v[b].reshape(H * W, dv)[:, m * dv // num_heads:(m + 1) * dv // num_heads]
+            scores = ((qm * scale) @ km.T).masked_fill(~allowed, -math.inf)
+            heads.append(scores.softmax(-1) @ vm)
+        out.append(torch.cat(heads, -1).reshape(H, W, dv))
+    return torch.stack(out)
+
+
+def routing_margin(q, k, n_win, topk, scale):
+    """Smallest gap between the k-th and (k+1)-th routing logit over all query regions (inf when
+    every region is kept): tests pick inputs with a clear margin so that top-k has no ties."""
+    logits = routing_reference(q, k, n_win, scale)
+    if topk >= logits.shape[-1]:
+        return math.inf
+    H, W = q.shape[1:3]
+    has_pixels = torch.isin(torch.arange(n_win * n_win), region_of_pixels(H, W, n_win))
+    s = logits[:, has_pixels].sort(dim=-1, descending=True).values  # queries of empty regions do not exist
+    gap = s[..., topk - 1] - s[..., topk]
+    return torch.nan_to_num(gap, nan=math.inf).min().item()  # -inf - -inf: only empty regions left

@@ -1,0 +1,76 @@
+"""The pre-norm block shared by the pyramid transformers (BiFormer, DilateFormer), with a hook
+for an inter-frame mixer after the spatial attention."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from torchvision.ops import StochasticDepth
+
+
+class Mlp(nn.Module):
+    """``fc1 -> GELU -> fc2`` on channels-last tokens."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class MixerBlock(nn.Module):
+    """``x += dwconv3x3(x)``; ``x += attn(LN(x))``; ``x += mlp(LN(x))`` (LayerNorm eps 1e-6).
+
+    ``attn`` maps channels-last maps ``(B, H, W, C)`` to the same shape; ``mlp`` acts on the last
+    axis. ``temporal`` (None by default; set by video models) is an inter-frame mixer applied to the
+    attention output before it joins the residual stream: ``x += temporal(attn(LN(x)), frames)``.
+    Input and output ``(B, C, H, W)`` with ``B`` = clips x frames.
+    """
+
+    def __init__(self, dim: int, attn: nn.Module, mlp: nn.Module, drop_path: float = 0.0):
+        super().__init__()
+        self.pos_embed = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = attn
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = mlp
+        self.drop_path = StochasticDepth(drop_path, "row") if drop_path > 0 else nn.Identity()
+        self.temporal: nn.Module | None = None
+
+    def forward(self, x: torch.Tensor, frames: int = 1) -> torch.Tensor:
+        x = x + self.pos_embed(x)
+        x = x.permute(0, 2, 3, 1)
+        mixed = self.attn(self.norm1(x))
+        if self.temporal is not None:
+            mixed = self.temporal(mixed, frames)
+        x = x + self.drop_path(mixed)
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x.permute(0, 3, 1, 2)
+
+
+class GlobalAttention(nn.Module):
+    """Multi-head self-attention over all tokens of a map; heads are contiguous channel chunks.
+
+    ``lepe`` (``side_dwconv > 0``): a depthwise conv of the attention *input* added before ``proj``
+    (BiFormer's last stage, ``AttentionLePE``). Input/output ``(B, H, W, C)``.
+    """
+
+    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = False, side_dwconv: int = 0):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} must be divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.lepe = nn.Conv2d(dim, dim, side_dwconv, padding=side_dwconv // 2, groups=dim) if side_dwconv else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, H, W, C = x.shape
+        qkv = self.qkv(x).view(B, H * W, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        out = nn.functional.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # scale head_dim^-0.5
+        out = out.transpose(1, 2).reshape(B, H, W, C)
+        if self.lepe is not None:
+            out = out + self.lepe(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return self.proj(out)
