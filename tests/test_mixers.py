@@ -154,19 +154,31 @@ def test_baselines_are_blind_to_frame_order(name):
 
 
 def test_sifa_transformer_sees_frame_order_and_its_baseline_does_not():
-    """float64, so the baseline's reversed-clip logits agree to rounding (~1e-16) while SIFA's,
-    still near their initialisation, differ by far more."""
+    """float64, so the baseline's reversed-clip logits agree to rounding (~1e-16) while SIFA's
+    differ by far more once its zero-initialised layer scale has moved."""
     torch.manual_seed(0)
     x = torch.randn(1, 3, 6, 32, 32, dtype=torch.float64)
     gaps = {}
     for name in ("sifa_biformer_nano", "c2d_biformer_nano"):
         torch.manual_seed(0)
         model = video_sparse.build_model(name, num_classes=4).double().eval()
+        for module in model.modules():
+            if isinstance(module, FrameSIFA):
+                torch.nn.init.constant_(module.gamma, 0.5)
         with torch.no_grad():
             out, flipped = model(x), model(x.flip(2))
         gaps[name] = ((out[0] if isinstance(out, tuple) else out) -
                       (flipped[0] if isinstance(flipped, tuple) else flipped)).abs().max().item()
-    assert gaps["c2d_biformer_nano"] < 1e-13 < 1e-9 < gaps["sifa_biformer_nano"], gaps
+    assert gaps["c2d_biformer_nano"] < 1e-13 < 1e-6 < gaps["sifa_biformer_nano"], gaps
+
+
+def test_sifa_block_starts_as_the_identity():
+    """Zero-initialised layer scale: an ImageNet-initialised backbone starts as it was trained."""
+    block = FrameSIFA(8)
+    x = torch.randn(2 * 3, 5, 6, 8)
+    torch.testing.assert_close(block(x, 3), x, rtol=0, atol=0)
+    torch.nn.init.constant_(block.gamma, 1.0)
+    assert not torch.allclose(block(x, 3), x)
 
 
 def test_layer_ids_cover_every_parameter_in_order():

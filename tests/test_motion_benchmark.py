@@ -1,4 +1,5 @@
-"""The acceptance runs of the motion benchmark (slow: ~8 and ~5 minutes on 2 cores).
+"""The acceptance runs of the motion benchmark (slow: ~8 and ~5 minutes on 2 cores for the ResNets,
+~20 minutes each for the transformers).
 
     python -m pytest -m slow tests/test_motion_benchmark.py
 """
@@ -38,9 +39,10 @@ def test_order_blind_baseline_learns_the_motion_but_not_its_direction(tmp_path):
 
 
 def _train_motion(tmp_path, model, timeout):
+    """``python train.py +experiment=motion_transformer model=<model>``."""
     start = time.time()
-    run_app("train.py", [f"model={model}", f"data.cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run",
-                         "logger.mode=disabled"], tmp_path, timeout=timeout)
+    run_app("train.py", ["+experiment=motion_transformer", f"model={model}", f"data.cache_dir={tmp_path}/cache",
+                         f"hydra.run.dir={tmp_path}/run", "logger.mode=disabled"], tmp_path, timeout=timeout)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     print(f"{model}: top1 {metrics['top1']:.3f}, pair {metrics['pair_acc']:.3f}, "
           f"{(time.time() - start) / 60:.1f} min")

@@ -24,8 +24,8 @@ class MixerBlock(nn.Module):
     """``x += dwconv3x3(x)``; ``x += attn(LN(x))``; ``x += mlp(LN(x))`` (LayerNorm eps 1e-6).
 
     ``attn`` maps channels-last maps ``(B, H, W, C)`` to the same shape; ``mlp`` acts on the last
-    axis. ``temporal`` (None by default; set by video models) is an inter-frame mixer applied to the
-    attention output before it joins the residual stream: ``x += temporal(attn(LN(x)), frames)``.
+    axis. ``temporal`` (None by default; set by video models) is an inter-frame sub-block between
+    the attention and the MLP: ``x = temporal(x, frames)`` on the channels-last stream.
     Input and output ``(B, C, H, W)`` with ``B`` = clips x frames.
     """
 
@@ -42,10 +42,9 @@ class MixerBlock(nn.Module):
     def forward(self, x: torch.Tensor, frames: int = 1) -> torch.Tensor:
         x = x + self.pos_embed(x)
         x = x.permute(0, 2, 3, 1)
-        mixed = self.attn(self.norm1(x))
+        x = x + self.drop_path(self.attn(self.norm1(x)))
         if self.temporal is not None:
-            mixed = self.temporal(mixed, frames)
-        x = x + self.drop_path(mixed)
+            x = self.temporal(x, frames)
         x = x + self.drop_path(self.mlp(self.norm2(x)))
         return x.permute(0, 3, 1, 2)
 

@@ -38,11 +38,16 @@ class SIFABottleneck(C2DBottleneck):
 
 
 class FrameSIFA(nn.Module):
-    """SIFA on channels-last frame batches, the inter-frame mixer of per-frame transformers.
+    """SIFA as a pre-norm residual sub-block of per-frame transformers: ``x + gamma * A(LN(x))``.
 
-    Input ``(N * T, H, W, C)`` (frames of a clip consecutive) and ``frames = T``; the maps are viewed
-    as ``(N, C, T, H, W)``, get their motion map, zero-initialised offsets ``conv_offset`` and
-    :func:`~video_sparse.ops.sifa.sifa_attention` with the next frame (``F + A``), and go back.
+    ``x`` is the residual stream ``(N * T, H, W, C)`` (frames of a clip consecutive) and
+    ``frames = T``. ``A`` is SIFA's aggregation (``sifa_attention(F) - F``: the stream already
+    carries ``F``) on the layer-normalised maps viewed as ``(N, C, T, H, W)``, with offsets from
+    ``conv_offset`` (zero-initialised) on their motion map. The normalisation plays the part of
+    SIFA-Net's BN-ReLU before SIFA (``A`` is cubic in its input's scale: on raw transformer
+    features, ~0.1 at initialisation, it would start near zero), and ``gamma`` (per channel,
+    zero-initialised, like SIFA-Net's zero-initialised last BN) makes the block start as the
+    identity, so an ImageNet-initialised backbone starts as it was trained.
 
     Args:
         dim: channels. kernel_size, dilation, groups, normalize: of the attention.
@@ -54,15 +59,17 @@ class FrameSIFA(nn.Module):
         super().__init__()
         self.kernel_size, self.dilation, self.groups, self.normalize = kernel_size, dilation, groups, normalize
         self.sifa = sifa
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.conv_offset = nn.Conv3d(dim, 2 * kernel_size ** 2, (1, 3, 3), padding=(0, 1, 1), bias=False)
         nn.init.zeros_(self.conv_offset.weight)
+        self.gamma = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         if not self.sifa:
             return x
         if x.shape[0] % frames:
             raise ValueError(f"batch {x.shape[0]} is not a whole number of {frames}-frame clips")
-        clips = rearrange(x, "(n t) h w c -> n c t h w", t=frames)
+        clips = rearrange(self.norm(x), "(n t) h w c -> n c t h w", t=frames)
         offsets = self.conv_offset(motion_map(clips))
-        out = sifa_attention(clips, offsets, self.kernel_size, self.dilation, self.groups, self.normalize)
-        return rearrange(out, "n c t h w -> (n t) h w c")
+        aggregated = sifa_attention(clips, offsets, self.kernel_size, self.dilation, self.groups, self.normalize) - clips
+        return x + self.gamma * rearrange(aggregated, "n c t h w -> (n t) h w c")

@@ -37,6 +37,7 @@ class DilateFormer(PyramidBackbone):
         num_heads: per stage. dilations, kernel_size: of MSDA. dilate_attention: per stage, MSDA
             (True) or global attention (False). mlp_ratio: MLP width / channels.
         merge_strides: of the merging convs after stages 1-3 (official: 2, 2, 2).
+        stem_width: of the first patch-embedding conv (then 2x, 4x; official: 16).
         drop_path_rate: stochastic depth, linear from 0 over all blocks.
         num_classes: 0 gives no classifier (``head`` is the identity).
     Input ``(B, 3, H, W)``; output logits ``(B, num_classes)``.
@@ -45,9 +46,10 @@ class DilateFormer(PyramidBackbone):
     def __init__(self, embed_dim: int = 72, depths: Sequence[int] = (2, 2, 6, 2),
                  num_heads: Sequence[int] = (3, 6, 12, 24), dilations: Sequence[int] = (1, 2, 3), kernel_size: int = 3,
                  dilate_attention: Sequence[bool] = (True, True, False, False), mlp_ratio: float = 4.0,
-                 merge_strides: Sequence[int] = (2, 2, 2), drop_path_rate: float = 0.1, num_classes: int = 1000):
+                 merge_strides: Sequence[int] = (2, 2, 2), stem_width: int = 16, drop_path_rate: float = 0.1,
+                 num_classes: int = 1000):
         super().__init__()
-        hidden = 16
+        hidden = stem_width
         layers = []
         for i, (c_in, c_out, stride) in enumerate([(3, hidden, 1), (hidden, 2 * hidden, 2),
                                                    (2 * hidden, 4 * hidden, 1), (4 * hidden, embed_dim, 2)]):

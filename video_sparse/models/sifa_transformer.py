@@ -161,8 +161,8 @@ def _video(backbone_cls, config: dict, num_classes: int, with_sifa: bool, overri
 # benchmark's actor spans a cell or two.
 BIFORMER_NANO = dict(depth=(1, 1, 1, 1), embed_dim=(16, 32, 64, 64), n_win=4, topks=(1, 4, 4, -2), head_dim=16,
                      downsample_strides=(1, 1, 2))
-DILATEFORMER_NANO = dict(embed_dim=24, depths=(1, 1, 1, 1), num_heads=(3, 3, 6, 6), merge_strides=(1, 1, 2),
-                         drop_path_rate=0.0)
+DILATEFORMER_NANO = dict(embed_dim=12, depths=(1, 1, 1, 1), num_heads=(3, 3, 6, 6), merge_strides=(1, 1, 2),
+                         stem_width=8, drop_path_rate=0.0)
 NANO_VIDEO = dict(head="spatial", head_width=64, dropout=0.0, sifa_dilation=2)
 
 
