@@ -1,5 +1,5 @@
 """The acceptance runs of the motion benchmark (slow: ~8 and ~5 minutes on 2 cores for the ResNets,
-~20 minutes each for the transformers).
+~21-23 minutes for the SIFA transformers, ~12 for their baselines).
 
     python -m pytest -m slow tests/test_motion_benchmark.py
 """
