@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from sifa_reference import sifa_reference
-from video_sparse.ops.sifa import sifa_attention, sifa_attention_naive
+from video_sparse.ops.sifa import sifa_aggregate, sifa_attention, sifa_attention_naive
 
 
 def _inputs(N=1, C=4, T=3, H=3, W=4, K=3, max_offset=3.0, seed=0):
@@ -40,6 +40,23 @@ def test_fast_matches_reference_forward_and_gradients(K, d, T, G, normalize, N, 
     fast = _forward_and_grads(sifa_attention, f, off, **kw)
     for name, a, b in zip(("output", "grad features", "grad offsets"), fast, ref):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=name)
+
+
+@pytest.mark.parametrize("K,d,T,G,normalize,N,C,H,W", [case for case in CASES if case[2] > 1])
+def test_aggregate_alone_is_the_reference_minus_its_input(K, d, T, G, normalize, N, C, H, W):
+    """``sifa_aggregate`` = A with ``sifa_attention = F + A``, zero at the last frame."""
+    f, off = _inputs(N, C, T, H, W, K, seed=K * 100 + T * 10 + G)
+    kw = dict(kernel_size=K, dilation=d, groups=G, normalize=normalize)
+    ref = _forward_and_grads(lambda a, b, **k: sifa_reference(a, b, **k) - a, f, off, **kw)
+    fast = _forward_and_grads(sifa_aggregate, f, off, **kw)
+    for name, a, b in zip(("output", "grad features", "grad offsets"), fast, ref):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=name)
+    assert fast[0][:, :, -1].abs().max() == 0
+
+
+def test_aggregate_of_one_frame_is_zero():
+    f, off = _inputs(T=1)
+    assert torch.equal(sifa_aggregate(f, off), torch.zeros_like(f))
 
 
 def test_offsets_reach_every_border():

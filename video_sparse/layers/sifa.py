@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 from einops import rearrange
 
-from ..ops.sifa import motion_map, sifa_attention
+from ..ops.sifa import motion_map, sifa_aggregate, sifa_attention
 from .bottleneck import C2DBottleneck
 
 
@@ -41,8 +41,8 @@ class FrameSIFA(nn.Module):
     """SIFA as a pre-norm residual sub-block of per-frame transformers: ``x + gamma * A(LN(x))``.
 
     ``x`` is the residual stream ``(N * T, H, W, C)`` (frames of a clip consecutive) and
-    ``frames = T``. ``A`` is SIFA's aggregation (``sifa_attention(F) - F``: the stream already
-    carries ``F``) on the layer-normalised maps viewed as ``(N, C, T, H, W)``, with offsets from
+    ``frames = T``. ``A`` is SIFA's aggregation (:func:`~video_sparse.ops.sifa.sifa_aggregate`: the
+    stream already carries ``F``) on the layer-normalised maps viewed as ``(N, C, T, H, W)``, with offsets from
     ``conv_offset`` (zero-initialised) on their motion map. The normalisation plays the part of
     SIFA-Net's BN-ReLU before SIFA (``A`` is cubic in its input's scale: on raw transformer
     features, ~0.1 at initialisation, it would start near zero), and ``gamma`` (per channel,
@@ -71,5 +71,5 @@ class FrameSIFA(nn.Module):
             raise ValueError(f"batch {x.shape[0]} is not a whole number of {frames}-frame clips")
         clips = rearrange(self.norm(x), "(n t) h w c -> n c t h w", t=frames)
         offsets = self.conv_offset(motion_map(clips))
-        aggregated = sifa_attention(clips, offsets, self.kernel_size, self.dilation, self.groups, self.normalize) - clips
+        aggregated = sifa_aggregate(clips, offsets, self.kernel_size, self.dilation, self.groups, self.normalize)
         return x + self.gamma * rearrange(aggregated, "n c t h w -> (n t) h w c")

@@ -141,6 +141,20 @@ def sifa_attention(features: torch.Tensor, offsets: torch.Tensor, kernel_size: i
     Autocast: computed in float32 (sampling coordinates and sums need it) and returned in the
     input's dtype.
     """
+    return _sifa(features, offsets, kernel_size, dilation, groups, normalize, residual=True)
+
+
+def sifa_aggregate(features: torch.Tensor, offsets: torch.Tensor, kernel_size: int = 3, dilation: int = 1,
+                   groups: int = 1, normalize: str = "none") -> torch.Tensor:
+    """SIFA's aggregation alone, ``A = sum_k a_k V_k`` with ``A_{T-1} = 0``: ``sifa_attention = F + A``.
+
+    For blocks whose residual stream already carries ``F``. Arguments, shapes and autocast as
+    :func:`sifa_attention`.
+    """
+    return _sifa(features, offsets, kernel_size, dilation, groups, normalize, residual=False)
+
+
+def _sifa(features, offsets, kernel_size, dilation, groups, normalize, residual: bool) -> torch.Tensor:
     N, C, T, H, W = features.shape
     K2 = kernel_size * kernel_size
     if offsets.shape != (N, 2 * K2, T, H, W):
@@ -151,7 +165,7 @@ def sifa_attention(features: torch.Tensor, offsets: torch.Tensor, kernel_size: i
     if normalize not in NORMALIZE:
         raise ValueError(f"normalize must be one of {NORMALIZE}, got {normalize!r}")
     if T == 1:
-        return features
+        return features if residual else torch.zeros_like(features)
     dtype = features.dtype
     with torch.autocast(device_type=features.device.type, enabled=False):
         f32 = features.float() if dtype in (torch.float16, torch.bfloat16) else features
@@ -160,8 +174,9 @@ def sifa_attention(features: torch.Tensor, offsets: torch.Tensor, kernel_size: i
         kv = rearrange(f32[:, :, 1:], "n c t h w -> (n t) c h w")
         off = rearrange(off[:, :, 1:], "n k t h w -> (n t) k h w")
         agg = _aggregate(q, kv, off, kernel_size, dilation, groups, normalize)
-        agg = rearrange(agg, "(n t) c h w -> n c t h w", n=N)
-        out = f32 + F.pad(agg, (0, 0, 0, 0, 0, 1))  # the last frame gets nothing
+        out = F.pad(rearrange(agg, "(n t) c h w -> n c t h w", n=N), (0, 0, 0, 0, 0, 1))  # the last frame gets nothing
+        if residual:
+            out = f32 + out  # in float32 under autocast, rounded once
     return out.to(dtype)
 
 
