@@ -25,6 +25,8 @@ def tiny_overrides(motion_cache):
 
 def compose(config_name, overrides):
     from hydra import compose as hydra_compose, initialize_config_dir
+
+    import video_sparse.apps.config  # noqa: F401  (registers the schema)
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=overrides)
 
@@ -32,6 +34,8 @@ def compose(config_name, overrides):
 def compose_with_hydra(config_name, overrides):
     """Like :func:`compose`, with the ``hydra`` node (launcher, sweeper) kept."""
     from hydra import compose as hydra_compose, initialize_config_dir
+
+    import video_sparse.apps.config  # noqa: F401  (registers the schema)
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
 

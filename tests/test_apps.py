@@ -57,11 +57,13 @@ def test_help_lists_config_groups(tmp_path):
 
 @pytest.mark.parametrize("override,message", [
     ("model.name=c2d_smal", "model.name: unknown model 'c2d_smal'. Did you mean c2d_small"),
-    ("trainer.epochs=abc", "trainer.epochs must be an integer >= 1, got 'abc'"),
+    ("trainer.epochs=abc", "trainer.epochs must be an integer, got 'abc'. Fix: trainer.epochs=11"),
+    ("trainer.epochs=0", "trainer.epochs must be an integer >= 1, got 0"),
     ("trainer.amp=fp8", "trainer.amp must be one of off, bf16, fp16"),
     ("data.short_side=16", "data.short_side (16) must be >= data.size"),
     ("trainer.resume=/nope/last.pt", "trainer.resume: checkpoint not found: /nope/last.pt"),
     ("model.pretrained=/nope/w.pt", "model.pretrained: file not found: /nope/w.pt"),
+    ("data.cache_frames=maybe", "data.cache_frames must be true or false, got 'maybe'. Fix: data.cache_frames=true"),
     ("data.sampling=segment", "data.cache_frames=true keeps the decoded frames of uniform sampling"),
 ])
 def test_config_mistakes_fail_fast_with_key_and_fix(tmp_path, tiny_overrides, override, message):

@@ -8,7 +8,7 @@ import torch
 from PIL import Image, ImageOps
 
 from conftest import compose
-from video_sparse.config import ConfigError, validate_train
+from video_sparse.apps.checks import ConfigError, check_train
 from video_sparse.data.randaugment import CUTOUT_FILL, OPS, ClipRandAugment, solarize_add
 from video_sparse.data.transforms import erase_box, horizontal_flip_labels, resized_crop_box
 from video_sparse.engine.metrics import multi_head_loss
@@ -179,18 +179,18 @@ def test_mixup_is_reproducible_and_switches_between_mixup_and_cutmix():
 # ----------------------------------------------------------------------------- config
 @pytest.mark.parametrize("override,message", [
     ("data.flip=true", "data.flip: the motion benchmark's labels are directions"),
-    ("data.randaug_m=40", "data.randaug_m must be a number in [0, 30]"),
+    ("data.randaug_m=40", "data.randaug_m must be a number >= 0 and <= 30, got 40.0. Fix: data.randaug_m=27"),
     ("data.randaug_n=-1", "data.randaug_n must be an integer >= 0"),
-    ("data.scale_jitter=[16,8]", "data.scale_jitter must be null or [min, max] short sides"),
-    ("data.resized_crop=[0,1]", "data.resized_crop must be null or [min, max] area fractions"),
-    ("data.random_erase=2", "data.random_erase must be a probability"),
+    ("data.scale_jitter=[16,8]", "data.scale_jitter must be [min, max] short sides with data.size (64) <= min <= max"),
+    ("data.resized_crop=[0,1]", "data.resized_crop must be a list of numbers > 0 and <= 1, got [0.0,1.0]"),
+    ("data.random_erase=2", "data.random_erase must be a number >= 0 and <= 1, got 2.0"),
     ("trainer.mixup=-1", "trainer.mixup must be a number >= 0"),
-    ("trainer.mix_prob=1.5", "trainer.mix_prob must be a probability"),
-    ("trainer.label_smoothing=1", "trainer.label_smoothing must be a number in [0, 1)"),
+    ("trainer.mix_prob=1.5", "trainer.mix_prob must be a number >= 0 and <= 1, got 1.5"),
+    ("trainer.label_smoothing=1", "trainer.label_smoothing must be a number >= 0 and < 1, got 1.0"),
 ])
 def test_augmentation_config_mistakes(override, message):
     with pytest.raises(ConfigError, match="Fix:") as e:
-        validate_train(compose("train", [override]))
+        check_train(compose("train", [override]))
     assert message in str(e.value)
 
 

@@ -12,7 +12,7 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import compose, run_app
-from video_sparse.config import ConfigError, validate_train
+from video_sparse.apps.checks import ConfigError, check_train
 from video_sparse.data import build_dataset, build_predict_dataset, resolve_data
 from video_sparse.data.annotations import (AnnotationError, VideoRecord, annotation_class_names, load_annotation,
                                            read_class_names)
@@ -191,13 +191,13 @@ def test_missing_videos_count_as_failed_in_evaluation(kinetics, tmp_path):
     loader = data_loader(ds, batch_size=2, num_workers=0, device=torch.device("cpu"))
     result = predict(build_model("c2d_small", 4), loader, torch.device("cpu"), progress=False)
     assert len(result["paths"]) == 6 and result["valid"].tolist() == [True] * 5 + [False]
-    metrics = report(result, K_CLASSES, tmp_path, views={"clips": 1, "crops": 1}, plot=False)
+    metrics = report(result, K_CLASSES, tmp_path, views={"clips": 1, "crops": 1}, split="val", plot=False)
     assert metrics["num_videos"] == 5 and metrics["num_failed"] == 1
     assert metrics["failed_videos"] == [_clip_name("gone", 0, 10)]
 
 def test_strict_evaluation_stops_at_a_missing_or_unreadable_video(kinetics, tmp_path, capsys):
     from video_sparse import build_model
-    from video_sparse.apps import run_app as run_wrapped
+    from video_sparse.apps.launch import run_task
     from video_sparse.engine.evaluate import StrictEvaluationError, predict
     from video_sparse.engine.runtime import data_loader
     model, cpu = build_model("c2d_small", 4), torch.device("cpu")
@@ -219,7 +219,7 @@ def test_strict_evaluation_stops_at_a_missing_or_unreadable_video(kinetics, tmp_
     def evaluation(cfg, run_dir):
         return predict(model, loader, cpu, progress=False, strict=True)
     with pytest.raises(SystemExit) as e:
-        run_wrapped(evaluation, None, tmp_path)
+        run_task(evaluation, lambda cfg: None, {}, tmp_path)
     assert e.value.code == 2 and "error: test.strict=true" in capsys.readouterr().err
 
 
@@ -424,22 +424,22 @@ def test_malformed_labels_json(tmp_path, content, parts):
     ({"data.sampling": "random"}, "data.sampling must be one of uniform, segment, dense"),
     ({"data.short_video": "pad"}, "data.short_video must be one of loop, repeat_last"),
     ({"data.interval": 0}, "data.interval must be an integer >= 1"),
-    ({"data.name": "kinetics"}, "data.name='kinetics' is not a known dataset"),
-    ({"+data.cache_frames": True}, "data.cache_frames needs videos of one known size"),
-    ({"+data.cache_frames": "yes"}, "data.cache_frames must be true or false"),
+    ({"data.name": "kinetics"}, "data.name must be one of motion, list, kinetics400, kinetics600, kinetics700, ssv2, "
+                                "got kinetics"),
+    ({"data.cache_frames": True}, "data.cache_frames needs videos of one known size"),
 ])
 def test_kinetics_config_mistakes(kinetics, override, message):
     with pytest.raises(ConfigError, match="Fix:") as e:
-        validate_train(kinetics_cfg(kinetics, **override))
+        check_train(kinetics_cfg(kinetics, **override))
     assert message in str(e.value)
 
 
 def test_ssv2_config_needs_labels_json(ssv2):
-    validate_train(ssv2_cfg(ssv2))
+    check_train(ssv2_cfg(ssv2))
     cfg = compose("train", ["data=ssv2", f"data.root={ssv2}/videos", f"data.train_ann={ssv2}/train.json",
                             f"data.val_ann={ssv2}/validation.json"])
     with pytest.raises(ConfigError, match="data.labels is not set; SSv2 .*Fix: data.labels=/path/to/ssv2/labels.json"):
-        validate_train(cfg)
+        check_train(cfg)
 
 
 def test_num_classes_mismatch_names_the_fix(kinetics):
@@ -570,7 +570,7 @@ def test_train_on_ssv2_then_predict_test_json(ssv2, tiny_overrides, tmp_path, ca
                                                "Pushing something from left to right"]
 
     # eval.py predict=test.json, in this process (a second interpreter start costs ~10 s on 2 cores)
-    from video_sparse.engine.evaluate import evaluate_checkpoint
+    from video_sparse.apps.eval import evaluate_checkpoint
     pred_dir = tmp_path / "pred"
     pred_dir.mkdir()
     evaluate_checkpoint(compose("eval", [f"checkpoint={run_dir}/checkpoints/best.pt", f"predict={ssv2}/test.json",
@@ -614,13 +614,12 @@ def test_sifa_ssv2_preset_is_the_official_recipe(ssv2):
     assert (cfg.data.randaug_n, cfg.data.randaug_m) == (2, 27)  # official: ra_n 2, ra_m 27
     assert cfg.model.name == "c2d_sifa_r50" and cfg.optim.lr == 0.02 and cfg.sched.warmup_epochs == 5
     assert cfg.trainer.batch_size * cfg.trainer.accumulate == 384 and cfg.trainer.epochs == 64
-    from video_sparse.config import validate_train
-    validate_train(cfg)
+    check_train(cfg)
 
 
 # ============================================================================= dataset scan
 def test_scan_reports_missing_unreadable_and_short_videos(tmp_path, capsys):
-    from video_sparse.data.scan import scan
+    from video_sparse.apps.scan import scan
     v = tmp_path / "videos"
     write_video(v / "good.mp4")
     write_video(v / "good.webm")
@@ -667,3 +666,22 @@ def test_scan_command_exit_status(tmp_path):
     assert ok.returncode == 0, ok.stderr
     bad = subprocess.run(base + [f"data.train_ann={tmp_path}/bad.txt"], capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode == 1 and "missing" in bad.stdout and (tmp_path / "run" / "scan_report.csv").is_file()
+
+
+def test_decoder_messages_about_unreadable_files_stay_off_the_console(tmp_path):
+    """decord's FFmpeg and logger print for every file they cannot open; the error already says it
+    (VideoDecodeError names both backends' reasons), so nothing reaches stderr."""
+    import subprocess
+    import sys
+    (tmp_path / "text.mp4").write_text("not a video")
+    write_video(tmp_path / "good.mp4")
+    data = (tmp_path / "good.mp4").read_bytes()
+    (tmp_path / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    code = ("import numpy as np\nfrom video_sparse.data.decode import VideoDecodeError, read_frames\n"
+            "for name in ('text.mp4', 'truncated.mp4'):\n"
+            "    try:\n        read_frames(name, lambda n: np.arange(n))\n"
+            "    except VideoDecodeError as e:\n        print('caught', e)\n"
+            "print(read_frames('good.mp4', lambda n: np.arange(n)).shape)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout.count("caught") == 2 and "text.mp4: cannot decode (decord:" in proc.stdout

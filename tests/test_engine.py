@@ -118,7 +118,8 @@ def test_eval_excludes_unreadable_videos_and_scores_the_rest_as_if_alone(tmp_pat
     from pathlib import Path
 
     from video_sparse.engine import trainer
-    from video_sparse.engine.evaluate import StrictEvaluationError, evaluate_checkpoint
+    from video_sparse.apps.eval import evaluate_checkpoint
+    from video_sparse.engine.evaluate import StrictEvaluationError
 
     trainer.train(compose("train", tiny_overrides + ["model=c2d_small"]), tmp_path / "run")
     ckpt = tmp_path / "run" / "checkpoints" / "best.pt"

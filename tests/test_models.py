@@ -3,6 +3,8 @@ import pytest
 import torch
 
 import video_sparse
+from video_sparse.models import ModelError
+from video_sparse.models.weights import WeightsError
 from video_sparse.engine.metrics import multi_head_loss, multi_head_probs
 
 
@@ -14,8 +16,15 @@ def test_registry_lists_and_builds():
 
 
 def test_unknown_model_names_close_matches():
-    with pytest.raises(KeyError, match="did you mean c2d_small|Did you mean c2d_small"):
+    with pytest.raises(ModelError, match="Did you mean c2d_small.*Fix: model="):
         video_sparse.build_model("c2d_smal", num_classes=3)
+    with pytest.raises(ModelError, match="model.sifa_stage is not an option of sifa_biformer_nano. Did you mean "
+                                         "sifa_stages"):
+        video_sparse.build_model("sifa_biformer_nano", num_classes=3, sifa_stage=[2])
+    with pytest.raises(ModelError, match="model.head must be one of pool, spatial, got spatail. Did you mean spatial"):
+        video_sparse.build_model("c2d_small", num_classes=3, head="spatail")
+    with pytest.raises(ModelError, match="model=c2d_small cannot be built with these options: unknown block codes"):
+        video_sparse.build_model("c2d_small", num_classes=3, patterns=["P", "X", "P", "P"])
 
 
 def test_c2d_small_is_blind_to_frame_order():
@@ -69,7 +78,7 @@ def test_load_pretrained_reports_and_skips_mismatched(tmp_path, capsys):
     assert "unexpected 1" in capsys.readouterr().out
     with pytest.raises(RuntimeError, match="strict"):
         video_sparse.load_pretrained(dst, tmp_path / "ckpt.pt", strict=True)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(WeightsError, match="model.pretrained: weights not found: .*Fix"):
         video_sparse.load_pretrained(dst, tmp_path / "nope.pt")
 
 

@@ -8,6 +8,7 @@ import torch
 import video_sparse
 from video_sparse.layers.bottleneck import GCBottleneck
 from video_sparse.layers.sifa import SIFABottleneck
+from video_sparse.models.weights import WeightsError
 from video_sparse.ops.sifa import motion_map
 
 OFFICIAL = json.loads((Path(__file__).parent / "data" / "sifa_r50.json").read_text())
@@ -154,5 +155,5 @@ def test_torchvision_weights_by_name(monkeypatch):
             raise OSError("network unreachable")
 
     monkeypatch.setattr(torchvision.models, "get_weight", lambda name: Offline())
-    with pytest.raises(RuntimeError, match="model.pretrained=/path/to/the/file.pth"):
+    with pytest.raises(WeightsError, match="model.pretrained: cannot download .*Fix: .*model.pretrained=/path/to/the"):
         video_sparse.build_model("c2d_r50", num_classes=10, pretrained="torchvision:ResNet50_Weights.IMAGENET1K_V1")

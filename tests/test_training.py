@@ -1,6 +1,8 @@
 """Research-scale training options: EMA, layer-wise lr decay, precise BN, checkpoint policy and
 refusals, non-finite losses, wandb contents; each against a hand computation or a plain run."""
 import json
+import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -191,3 +193,21 @@ def test_fp16_trains_with_a_checkpointed_grad_scaler(tmp_path, tiny_overrides):
     assert state["scaler"]["scale"] > 0 and state["scaler"]["_growth_tracker"] >= 0
     assert final["num_videos"] == 10
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_final_evaluation_runs_on_the_test_list_when_given(tmp_path, tiny_overrides, caplog):
+    """data.test_ann (labelled) is where train.py's final evaluation runs, and metrics.json says
+    which split it is on; without it, the validation list."""
+    from video_sparse.engine import trainer
+
+    caplog.set_level(logging.INFO, logger="video_sparse")
+    val = trainer.train(compose("train", tiny_overrides + ["model=c2d_small"]), tmp_path / "val")
+    assert val["split"] == "val" and val["num_videos"] == 10
+    root = load_checkpoint(tmp_path / "val" / "checkpoints" / "best.pt")["config"]["data"]["root"]
+    lines = (Path(root) / "val.txt").read_text().splitlines()[:4]
+    (tmp_path / "test.txt").write_text("".join(f"{root}/{line}\n" for line in lines))
+    test = trainer.train(compose("train", tiny_overrides + ["model=c2d_small", f"data.test_ann={tmp_path}/test.txt",
+                                                            "test.clips=2"]), tmp_path / "test")
+    assert test["split"] == "test" and test["num_videos"] == 4 and test["views"] == {"clips": 2, "crops": 1}
+    assert json.loads((tmp_path / "test" / "metrics.json").read_text())["split"] == "test"
+    assert "final on test (best epoch 1" in caplog.text and "final on val (best epoch 1" in caplog.text

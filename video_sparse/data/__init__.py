@@ -1,9 +1,21 @@
-from .annotations import AnnotationError, VideoRecord, load_annotation, read_class_names, read_path_label_list
-from .build import DATASETS, DataInfo, build_dataset, build_predict_dataset, resolve_data
-from .dataset import VideoDataset
-from .decode import VideoDecodeError, read_frames
-from .sampling import FrameSampler, dense_indices, segment_indices, uniform_indices
+"""Data: decoding, annotations, samplers, transforms, datasets and the motion benchmark.
 
-__all__ = ["AnnotationError", "VideoRecord", "load_annotation", "read_class_names", "read_path_label_list",
-           "DATASETS", "DataInfo", "build_dataset", "build_predict_dataset", "resolve_data", "VideoDataset",
-           "VideoDecodeError", "read_frames", "FrameSampler", "dense_indices", "segment_indices", "uniform_indices"]
+The names below load their modules on first use, so that torch-free parts (``sampling``,
+``annotations``) can be imported without torch and torchvision."""
+import importlib
+
+_EXPORTS = {
+    "AnnotationError": "annotations", "VideoRecord": "annotations", "load_annotation": "annotations",
+    "read_class_names": "annotations", "read_path_label_list": "annotations", "DATASETS": "annotations",
+    "DataInfo": "build", "build_dataset": "build", "build_predict_dataset": "build", "resolve_data": "build",
+    "dataset_classes": "build", "VideoDataset": "dataset", "VideoDecodeError": "decode", "read_frames": "decode",
+    "FrameSampler": "sampling", "dense_indices": "sampling", "segment_indices": "sampling",
+    "uniform_indices": "sampling",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

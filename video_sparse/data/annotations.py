@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from ..errors import UserError
+
 log = logging.getLogger(__name__)
 
 KINETICS_COLUMNS = ("youtube_id", "time_start", "time_end")
@@ -49,7 +51,13 @@ _LABEL_HEADERS = {"label", "label_name", "label_id", "class", "class_name", "cla
 MISSING_SHOWN = 5  # missing videos named in the report
 
 
-class AnnotationError(ValueError):
+# data.name -> where its class list comes from when data.labels is not set ("train_ann": the sorted
+# label names of the training annotation; None: data.labels is required).
+DATASETS = {"motion": None, "list": None, "kinetics400": "train_ann", "kinetics600": "train_ann",
+            "kinetics700": "train_ann", "ssv2": None}
+
+
+class AnnotationError(UserError, ValueError):
     """An annotation or class-name file is missing or malformed (the message names it and the fix)."""
 
 

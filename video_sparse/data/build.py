@@ -8,21 +8,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .annotations import (ANNOTATION_SUFFIXES, AnnotationError, VideoRecord, annotation_class_names, load_annotation,
-                          read_class_names)
+from .annotations import (ANNOTATION_SUFFIXES, DATASETS, AnnotationError, VideoRecord, annotation_class_names,
+                          load_annotation, read_class_names)
 from .dataset import VideoDataset
 from .frame_cache import FrameCache
-from .motion import MotionSetSpec, prepare_motion_dataset
+from .motion import CLASS_NAMES as MOTION_CLASSES, MotionSetSpec, prepare_motion_dataset
 from .randaugment import ClipRandAugment
 from .transforms import ClipTransform, horizontal_flip_labels
 
 log = logging.getLogger(__name__)
-
-# data.name -> where its class list comes from when data.labels is not set ("train_ann": the sorted
-# label names of the training annotation; None: data.labels is required).
-DATASETS = {"motion": None, "list": None, "kinetics400": "train_ann", "kinetics600": "train_ann",
-            "kinetics700": "train_ann", "ssv2": None}
-
 
 @dataclass
 class DataInfo:
@@ -34,25 +28,28 @@ class DataInfo:
     class_source: str = ""  # where class_names come from (for messages), see dataset_classes
 
 
-def _under_root(cfg: DictConfig, path: str) -> Path:
+def under_root(cfg: DictConfig, path: str) -> Path:
     """``path`` as given when absolute (or without a root), else relative to ``data.root``."""
     return Path(path) if cfg.root is None or Path(path).is_absolute() else Path(cfg.root) / path
 
 
 def dataset_classes(cfg: DictConfig) -> tuple[list[str], str]:
     """The class list of a data config and a description of where it comes from (for messages):
-    ``data.labels`` when set, else (Kinetics) the sorted label names of ``data.train_ann``, so
-    that every split maps a name to the same id."""
-    labels = cfg.get("labels")
+    the motion benchmark's own, ``data.labels`` when set, else (Kinetics) the sorted label names of
+    ``data.train_ann``, so that every split maps a name to the same id. Reads no video and
+    generates nothing."""
+    if cfg.name == "motion":
+        return list(MOTION_CLASSES), "the motion benchmark"
+    labels = cfg.labels
     if labels is not None:
-        path = _under_root(cfg, labels)
+        path = under_root(cfg, labels)
         return read_class_names(path), f"data.labels ({path})"
     if DATASETS.get(cfg.name) == "train_ann":
-        train_ann = cfg.get("train_ann")
+        train_ann = cfg.train_ann
         if train_ann is None:
             raise AnnotationError("the class list comes from data.train_ann (its sorted label names), which is not "
                                   "set. Fix: data.train_ann=/path/to/train.csv or data.labels=/path/to/classes.txt")
-        path = _under_root(cfg, train_ann)
+        path = under_root(cfg, train_ann)
         return annotation_class_names(path), f"the training annotation {path}"
     raise AnnotationError(f"data.labels is not set; data={cfg.name} needs a class-name file. "
                           "Fix: data.labels=/path/to/classes.txt (or SSv2's labels.json)")
@@ -78,7 +75,7 @@ def resolve_data(data_cfg: DictConfig, progress: bool = True, class_names: list[
         class_names, source = dataset_classes(cfg)
     else:
         source = class_source or "the given class list"
-    expected = cfg.get("num_classes")
+    expected = cfg.num_classes
     if expected is not None and len(class_names) != expected:
         raise AnnotationError(f"{source} gives {len(class_names)} classes but data.num_classes={expected} "
                               f"(data={cfg.name}). Fix: the annotation files of that dataset, or "
@@ -91,21 +88,19 @@ def _pair(value) -> tuple | None:
 
 
 def clip_transform(cfg: DictConfig, train: bool) -> ClipTransform:
-    """The clip transform of ``data``; training augmentations (absent keys: off, for configs saved
-    before they existed) only when ``train``."""
+    """The clip transform of ``data``; the training augmentations only when ``train``."""
     if not train:
         return ClipTransform(size=cfg.size, short_side=cfg.short_side, mean=tuple(cfg.mean), std=tuple(cfg.std))
-    randaug_n = cfg.get("randaug_n", 0)
     return ClipTransform(size=cfg.size, short_side=cfg.short_side, train=True, mean=tuple(cfg.mean),
-                         std=tuple(cfg.std), scale_jitter=_pair(cfg.get("scale_jitter")),
-                         resized_crop_area=_pair(cfg.get("resized_crop")),
-                         rand_augment=ClipRandAugment(randaug_n, cfg.get("randaug_m", 27)) if randaug_n else None,
-                         erase_prob=cfg.get("random_erase", 0.0))
+                         std=tuple(cfg.std), scale_jitter=_pair(cfg.scale_jitter),
+                         resized_crop_area=_pair(cfg.resized_crop),
+                         rand_augment=ClipRandAugment(cfg.randaug_n, cfg.randaug_m) if cfg.randaug_n else None,
+                         erase_prob=cfg.random_erase)
 
 
 def flip_mode(cfg: DictConfig) -> str:
     """``data.flip`` (true | false | swap) as a :func:`horizontal_flip_labels` mode."""
-    flip = cfg.get("flip", False)
+    flip = cfg.flip
     return "swap" if flip == "swap" else "random" if flip else "none"
 
 
@@ -123,14 +118,12 @@ def _flip_labels(cfg: DictConfig, class_names: list[str]) -> list[int] | None:
 
 
 def _sampling_kwargs(cfg: DictConfig) -> dict:
-    # .get with defaults: configs saved in checkpoints before these keys existed sample uniformly.
-    return {"sampling": cfg.get("sampling", "uniform"), "interval": cfg.get("interval", 1),
-            "short_video": cfg.get("short_video", "loop")}
+    return {"sampling": cfg.sampling, "interval": cfg.interval, "short_video": cfg.short_video}
 
 
 def _frame_cache(cfg: DictConfig, num_videos: int, views: int) -> FrameCache | None:
     """The motion set's decoded-frame cache (``data.cache_frames``): its videos all have one size."""
-    if not cfg.get("cache_frames", False):
+    if not cfg.cache_frames:
         return None
     shape = (cfg.frames, cfg.video_size, cfg.video_size, 3)
     try:
@@ -150,11 +143,11 @@ def build_dataset(cfg: DictConfig, split: str, *, clips: int = 1, crops: int = 1
     ``cache_frames``: decode each clip once per run when ``data.cache_frames`` allows it (for
     datasets read every epoch). ``info``: the :func:`resolve_data` result for ``cfg``, whose class
     list is used instead of reading it again (Kinetics derives it from the whole training CSV)."""
-    ann = cfg.get(f"{split}_ann")
+    ann = cfg[f"{split}_ann"]
     if ann is None:
         raise AnnotationError(f"data.{split}_ann is not set. Fix: data.{split}_ann=/path/to/the/{split}/annotation")
     class_names, source = (info.class_names, info.class_source) if info else dataset_classes(cfg)
-    records, missing = load_annotation(_under_root(cfg, ann), cfg.root, class_names, class_source=source)
+    records, missing = load_annotation(under_root(cfg, ann), cfg.root, class_names, class_source=source)
     train = split == "train"
     cache = _frame_cache(cfg, len(records), 1 if train else clips) if cache_frames else None
     return VideoDataset(records, clip_transform(cfg, train), cfg.frames, train=train, clips=clips, crops=crops,
@@ -168,7 +161,7 @@ def build_predict_dataset(cfg: DictConfig, paths: list[str], *, clips: int = 1, 
     records, missing = [], []
     for p in paths:
         if Path(p).suffix.lower() in ANNOTATION_SUFFIXES:
-            found, gone = load_annotation(p, cfg.get("root"), labels="ignored")
+            found, gone = load_annotation(p, cfg.root, labels="ignored")
             records += found
             missing += gone
         else:

@@ -1,9 +1,11 @@
 """Video decoding: decord first (one thread), PyAV when decord fails on a file."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from typing import Callable
+import sys
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -33,7 +35,34 @@ def import_decord():
     return decord
 
 
+_DEVNULL: int | None = None
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send what native code writes to file descriptor 2 to /dev/null for the block: FFmpeg (decord's
+    bundled one, PyAV's) and decord's logger print a line or two for every file they cannot read
+    ("moov atom not found", "ERROR opening ..."), which :class:`VideoDecodeError` already carries
+    and the failure policy already counts."""
+    global _DEVNULL
+    if _DEVNULL is None:
+        _DEVNULL = os.open(os.devnull, os.O_WRONLY)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(_DEVNULL, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _decode_decord(path: str, choose: IndexFn) -> np.ndarray:
+    with native_stderr_silenced():
+        return _read_decord(path, choose)
+
+
+def _read_decord(path: str, choose: IndexFn) -> np.ndarray:
     decord = import_decord()
 
     # num_threads=1: decord's multi-threaded VP9 path crashes on some webm files (SSv2).
@@ -54,7 +83,7 @@ def _decode_decord(path: str, choose: IndexFn) -> np.ndarray:
 def _decode_pyav(path: str, choose: IndexFn) -> np.ndarray:
     import av
 
-    with av.open(path) as container:
+    with native_stderr_silenced(), av.open(path) as container:
         if not container.streams.video:
             raise VideoDecodeError("no video stream")
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]

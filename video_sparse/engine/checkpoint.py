@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import UserError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be read, or that belongs to another model or class list."""
 
 

@@ -8,25 +8,19 @@ from typing import Sequence
 
 import torch
 from einops import rearrange
-from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..config import validate_eval
-from ..data import build_dataset, build_predict_dataset, resolve_data
-from ..models import build_model
-from ..tracking import Tracker
-from .checkpoint import CheckpointError, load_checkpoint
-from .distributed import ShardSampler, all_gather_objects, current_world, init_distributed, main_first
-from .ema import ema_weights
+from ..errors import UserError
+from .distributed import ShardSampler, all_gather_objects, current_world
 from .metrics import (classification_metrics, confusion_matrix, multi_head_probs, plot_confusion_matrix,
                       write_per_class, write_predictions)
-from .runtime import autocast, data_loader, resolve_device
+from .runtime import autocast
 
 log = logging.getLogger(__name__)
 
 
-class StrictEvaluationError(RuntimeError):
+class StrictEvaluationError(UserError, RuntimeError):
     """``test.strict=true`` and a video of the evaluated set is missing or unreadable."""
 
 
@@ -116,16 +110,18 @@ def sample_predictions(result: dict, class_names: Sequence[str], n: int = 32) ->
     return ["path", "label", "prediction", "probability", "correct"], rows
 
 
-def report(result: dict, class_names: Sequence[str], out_dir: str | Path, *, views: dict,
+def report(result: dict, class_names: Sequence[str], out_dir: str | Path, *, views: dict, split: str,
            pairs: Sequence[tuple[int, int]] = (), plot: bool = True) -> dict:
     """Write ``metrics.json``, ``predictions.csv``, ``per_class.csv`` and ``confusion_matrix.png``
-    (<= 200 classes) into ``out_dir`` and return the metrics. Unreadable videos are excluded and counted."""
+    (<= 200 classes) into ``out_dir`` and return the metrics of ``split`` (the annotation they are
+    on, recorded in them). Unreadable videos are excluded and counted."""
     out_dir = Path(out_dir)
     ok = result["valid"]
     probs, labels = result["probs"][ok], result["labels"][ok]
     failed = [p for p, v in zip(result["paths"], ok.tolist()) if not v]
     metrics = classification_metrics(probs, labels, pairs)
-    metrics.update({"num_videos": int(ok.sum()), "num_failed": len(failed), "failed_videos": failed, "views": views})
+    metrics.update({"split": split, "num_videos": int(ok.sum()), "num_failed": len(failed), "failed_videos": failed,
+                    "views": views})
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     keep = [p for p, v in zip(result["paths"], ok.tolist()) if v]
     write_predictions(out_dir / "predictions.csv", keep, probs, labels, class_names)
@@ -135,88 +131,4 @@ def report(result: dict, class_names: Sequence[str], out_dir: str | Path, *, vie
         plot_confusion_matrix(cm, class_names, out_dir / "confusion_matrix.png", top1=metrics["top1"])
     if failed:
         log.warning("%d unreadable videos excluded from the metrics (first: %s)", len(failed), ", ".join(failed[:5]))
-    return metrics
-
-
-def _summary_table(metrics: dict) -> str:
-    rows = [(k, f"{metrics[k]:.4f}") for k in ("top1", "top5", "mean_class_acc", "pair_acc") if k in metrics]
-    rows += [("num_videos", str(metrics["num_videos"])), ("num_failed", str(metrics["num_failed"])),
-             ("views", f"{metrics['views']['clips']} clips x {metrics['views']['crops']} crops")]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
-
-
-def _predict_table(paths, probs, class_names, k) -> str:
-    lines = []
-    values, indices = probs.topk(min(k, probs.shape[1]), dim=1)
-    for p, val, idx, ok in zip(paths, values.tolist(), indices.tolist(), (~probs.isnan().any(1)).tolist()):
-        lines.append(p)
-        if not ok:
-            lines.append("    (unreadable video)")
-            continue
-        lines += [f"    {v:7.2%}  {class_names[i]}" for v, i in zip(val, idx)]
-    return "\n".join(lines)
-
-
-def evaluate_checkpoint(cfg, run_dir: str | Path) -> dict:
-    """``eval.py``: re-evaluate a checkpoint on its run's dataset (or on ``data.*`` overrides) with
-    ``test.clips`` x ``test.crops`` views, or classify the files in ``predict``. Under ``torchrun``
-    every rank evaluates its shard and rank 0 reports the gathered whole."""
-    validate_eval(cfg)
-    run_dir = Path(run_dir)
-    world = init_distributed(cfg.trainer.device)
-    ckpt = load_checkpoint(cfg.checkpoint)
-    for key in ("model", "config", "class_names"):
-        if key not in ckpt:
-            raise CheckpointError(f"{cfg.checkpoint}: not a video_sparse training checkpoint (no {key!r} entry)")
-    train_cfg = OmegaConf.create(ckpt["config"])
-    class_names = ckpt["class_names"]
-    model_kwargs = {k: v for k, v in OmegaConf.to_container(train_cfg.model).items()
-                    if k not in ("_target_", "name", "pretrained")}
-    model = build_model(train_cfg.model.name, num_classes=len(class_names), **model_kwargs)
-    weights = cfg.get("weights", "auto")
-    if weights == "ema" and not ckpt.get("ema"):
-        raise CheckpointError(f"{cfg.checkpoint}: weights=ema but the run kept no EMA (trainer.ema_decay was null). "
-                              "Fix: weights=auto or weights=model")
-    use_ema = weights == "ema" or (weights == "auto" and bool(ckpt.get("ema")))
-    model.load_state_dict(ema_weights(ckpt) if use_ema else ckpt["model"])
-    device = resolve_device(cfg.trainer.device, world.local_rank)
-    model.to(device)
-    data_cfg = OmegaConf.merge(train_cfg.data, {k: v for k, v in cfg.data.items() if v is not None})
-    clips, crops = cfg.test.clips, cfg.test.crops
-    views = {"clips": clips, "crops": crops}
-
-    if cfg.predict is not None:
-        paths = [cfg.predict] if isinstance(cfg.predict, str) else list(cfg.predict)
-        dataset = build_predict_dataset(data_cfg, paths, clips=clips, crops=crops)
-        result = predict(model, data_loader(dataset, cfg.trainer.batch_size, cfg.trainer.num_workers, device),
-                         device, cfg.trainer.amp, desc="predict", progress=world.is_main)
-        if world.is_main:
-            write_predictions(run_dir / "predictions.csv", result["paths"], result["probs"].nan_to_num(0.0),
-                              result["labels"], class_names, topk=cfg.predict_topk)
-            print(_predict_table(result["paths"], result["probs"], class_names, cfg.predict_topk))
-        return {"num_videos": int(result["valid"].sum()), "num_failed": int((~result["valid"]).sum())}
-
-    # Labels map through the checkpoint's class names: the ids the model was trained with.
-    with main_first(world):
-        data_cfg, info = resolve_data(data_cfg, class_names=class_names, class_source=f"the checkpoint {cfg.checkpoint}",
-                                      progress=world.is_main)
-    split = cfg.split
-    dataset = build_dataset(data_cfg, split, clips=clips, crops=crops, info=info)
-    result = predict(model, data_loader(dataset, cfg.trainer.batch_size, cfg.trainer.num_workers, device),
-                     device, cfg.trainer.amp, desc=f"eval {split}", strict=cfg.test.strict, progress=world.is_main)
-    if not world.is_main:
-        return {}
-    metrics = report(result, class_names, run_dir, views=views, pairs=info.pairs)
-    metrics["weights"] = "ema" if use_ema else "model"
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    with Tracker(cfg.logger.mode, cfg.logger.project, run_dir, OmegaConf.to_container(cfg, resolve=True),
-                 name=cfg.logger.name, run_id=cfg.logger.get("id")) as tracker:
-        tracker.summary({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
-        tracker.log_table("predictions", *sample_predictions(result, class_names))
-        if (run_dir / "confusion_matrix.png").is_file():
-            tracker.log_image("confusion_matrix", run_dir / "confusion_matrix.png")
-    print(f"{cfg.checkpoint} ({metrics['weights']} weights) on {split}: {len(dataset)} videos, "
-          f"{world.size} process(es)\n{_summary_table(metrics)}")
-    print(f"report: {run_dir.resolve()}")
     return metrics

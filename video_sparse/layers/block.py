@@ -49,6 +49,15 @@ class MixerBlock(nn.Module):
         return x.permute(0, 3, 1, 2)
 
 
+def run_stage(downsample: nn.Module, blocks: nn.Module, x: torch.Tensor, frames: int = 1) -> torch.Tensor:
+    """One stage of a pyramid transformer: ``downsample`` brings ``x`` ``(B, C, H, W)`` to the
+    stage's resolution, then each block runs with the clip length ``frames`` (B = clips x frames)."""
+    x = downsample(x)
+    for block in blocks:
+        x = block(x, frames)
+    return x
+
+
 class GlobalAttention(nn.Module):
     """Multi-head self-attention over all tokens of a map; heads are contiguous channel chunks.
 

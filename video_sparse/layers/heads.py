@@ -1,7 +1,9 @@
 """Classification heads for video backbones with features ``(N, C, T, H, W)``.
 
 Both heads are blind to frame order: they average over time before anything else looks at the
-features, so any permutation of the frames gives the same logits.
+features, so any permutation of the frames gives the same logits. :func:`build_head` makes the one
+a model's ``head`` option names; both model families (C2D ResNets, per-frame transformers) use it
+for their main and dual heads.
 """
 from __future__ import annotations
 
@@ -41,3 +43,13 @@ class TemporalMeanConvHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x.mean(dim=2))
         return self.fc(self.dropout(x.mean(dim=(2, 3))))
+
+
+def build_head(kind: str, in_channels: int, num_classes: int, width: int, dropout: float) -> nn.Module:
+    """``kind`` ``"pool"`` (:class:`PoolHead`) or ``"spatial"`` (:class:`TemporalMeanConvHead` of
+    ``width``)."""
+    if kind == "pool":
+        return PoolHead(in_channels, num_classes, dropout)
+    if kind == "spatial":
+        return TemporalMeanConvHead(in_channels, num_classes, width, dropout)
+    raise ValueError(f"head must be 'pool' or 'spatial', got {kind!r}")

@@ -1,5 +1,14 @@
-from .registry import build_model, list_models, register_model
-from .weights import LoadReport, load_pretrained
-from . import biformer, c2d, dilateformer, sifa_transformer  # noqa: F401  (register the families)
+"""Models: the registry and its named variants (torch-free until a model is built), the families,
+and weight loading."""
+from . import zoo  # noqa: F401  (the named variants)
+from .registry import ModelError, build_model, list_models, model_from_config, register_model
 
-__all__ = ["build_model", "list_models", "register_model", "load_pretrained", "LoadReport"]
+__all__ = ["ModelError", "build_model", "list_models", "model_from_config", "register_model", "load_pretrained",
+           "LoadReport"]
+
+
+def __getattr__(name: str):
+    if name in ("load_pretrained", "LoadReport"):  # imports torch
+        from . import weights
+        return getattr(weights, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,17 +9,16 @@ attention is BRA (``topk > 0``) or, for ``topk = -2`` (the last stage), global a
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 import torch.nn as nn
 
 from ..layers.biformer import BiLevelRoutingAttention
 from ..layers.block import GlobalAttention, MixerBlock
 from .pyramid import PyramidBackbone, init_weights
-from .registry import register_model
+from .specs import BiFormerSpec
 
-# Official ImageNet-1k checkpoints (models/biformer.py of rayleizhu/BiFormer); load with
+# Official ImageNet-1k checkpoints (models/biformer.py of rayleizhu/BiFormer) of biformer_tiny/_small/_base
+# (configurations in models/zoo.py); load with
 # model.pretrained=<downloaded file> (torch.hub file names: <key>.pth).
 PRETRAINED_URLS = {
     "biformer_tiny": "https://matix.li/e36fe9fb086c",
@@ -31,38 +30,31 @@ PRETRAINED_URLS = {
 class BiFormer(PyramidBackbone):
     """BiFormer: four stages of pre-norm blocks with bi-level routing attention.
 
-    Args:
-        depth: blocks per stage. embed_dim: channels per stage. mlp_ratio: MLP width / channels.
-        n_win: routing regions per side. topks: regions kept per stage (-2: global attention).
-        head_dim: channels per head of BRA (heads = qk_dim / head_dim). side_dwconv: LePE kernel.
-        downsample_strides: of the convs into stages 2-4 (official: 2, 2, 2).
-        drop_path_rate: stochastic depth, linear from 0 over all blocks.
-        num_classes: 0 gives no classifier (``head`` is the identity).
+    The hyper-parameters are the fields of :class:`~video_sparse.models.specs.BiFormerSpec`;
+    ``num_classes`` 0 gives no classifier (``head`` is the identity).
     Input ``(B, 3, H, W)``, any H, W; output logits ``(B, num_classes)``.
     """
 
-    def __init__(self, depth: Sequence[int] = (2, 2, 8, 2), embed_dim: Sequence[int] = (64, 128, 256, 512),
-                 mlp_ratio: float = 3, n_win: int = 7, topks: Sequence[int] = (1, 4, 16, -2), head_dim: int = 32,
-                 side_dwconv: int = 5, downsample_strides: Sequence[int] = (2, 2, 2), drop_path_rate: float = 0.0,
-                 num_classes: int = 1000):
+    def __init__(self, spec: BiFormerSpec, num_classes: int = 1000):
         super().__init__()
+        depth, embed_dim, head_dim, side_dwconv = spec.depth, spec.embed_dim, spec.head_dim, spec.side_dwconv
         stem = nn.Sequential(
             nn.Conv2d(3, embed_dim[0] // 2, 3, 2, 1), nn.BatchNorm2d(embed_dim[0] // 2), nn.GELU(),
             nn.Conv2d(embed_dim[0] // 2, embed_dim[0], 3, 2, 1), nn.BatchNorm2d(embed_dim[0]))
         self.downsample_layers = nn.ModuleList([stem] + [
-            nn.Sequential(nn.Conv2d(embed_dim[i], embed_dim[i + 1], 3, downsample_strides[i], 1),
+            nn.Sequential(nn.Conv2d(embed_dim[i], embed_dim[i + 1], 3, spec.downsample_strides[i], 1),
                           nn.BatchNorm2d(embed_dim[i + 1]))
             for i in range(3)])
-        rates = torch.linspace(0, drop_path_rate, sum(depth)).tolist()
+        rates = torch.linspace(0, spec.drop_path_rate, sum(depth)).tolist()
         self.stages = nn.ModuleList()
-        for i, (n, dim, topk) in enumerate(zip(depth, embed_dim, topks)):
+        for i, (n, dim, topk) in enumerate(zip(depth, embed_dim, spec.topks)):
             def attention():
                 if topk > 0:
-                    return BiLevelRoutingAttention(dim, dim // head_dim, n_win, dim, topk, side_dwconv)
+                    return BiLevelRoutingAttention(dim, dim // head_dim, spec.n_win, dim, topk, side_dwconv)
                 if topk == -2:
                     return GlobalAttention(dim, num_heads=8, side_dwconv=side_dwconv)
                 raise ValueError(f"topks[{i}] = {topk}: use a positive number of regions or -2 (global attention)")
-            hidden = int(mlp_ratio * dim)
+            hidden = int(spec.mlp_ratio * dim)
             mlp = lambda: nn.Sequential(nn.Linear(dim, hidden), nn.Identity(), nn.GELU(), nn.Linear(hidden, dim))  # noqa: E731
             first = sum(depth[:i])
             self.stages.append(nn.Sequential(*[MixerBlock(dim, attention(), mlp(), rates[first + j]) for j in range(n)]))
@@ -77,28 +69,3 @@ class BiFormer(PyramidBackbone):
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(x)
-
-
-BIFORMER_CONFIGS = {
-    "tiny": dict(depth=(2, 2, 8, 2), embed_dim=(64, 128, 256, 512)),
-    "small": dict(depth=(4, 4, 18, 4), embed_dim=(64, 128, 256, 512)),
-    "base": dict(depth=(4, 4, 18, 4), embed_dim=(96, 192, 384, 768)),
-}
-
-
-@register_model
-def biformer_tiny(num_classes: int = 1000, **overrides) -> BiFormer:
-    """BiFormer-T (13.14 M parameters at 1000 classes)."""
-    return BiFormer(**{**BIFORMER_CONFIGS["tiny"], **overrides}, num_classes=num_classes)
-
-
-@register_model
-def biformer_small(num_classes: int = 1000, **overrides) -> BiFormer:
-    """BiFormer-S (25.54 M parameters at 1000 classes)."""
-    return BiFormer(**{**BIFORMER_CONFIGS["small"], **overrides}, num_classes=num_classes)
-
-
-@register_model
-def biformer_base(num_classes: int = 1000, **overrides) -> BiFormer:
-    """BiFormer-B (56.80 M parameters at 1000 classes)."""
-    return BiFormer(**{**BIFORMER_CONFIGS["base"], **overrides}, num_classes=num_classes)

@@ -6,6 +6,8 @@ import torch
 import torch.nn as nn
 from torch.nn.init import trunc_normal_
 
+from ..layers.block import run_stage
+
 
 class PyramidBackbone(nn.Module):
     """Subclasses define ``stage_parts()`` (per stage: the module bringing the map to the stage's
@@ -20,9 +22,7 @@ class PyramidBackbone(nn.Module):
     def forward_features(self, x: torch.Tensor, frames: int = 1) -> torch.Tensor:
         """``(B, 3, H, W)`` -> normalised last-stage map ``(B, C, H / 32, W / 32)``."""
         for downsample, blocks in self.stage_parts():
-            x = downsample(x)
-            for block in blocks:
-                x = block(x, frames)
+            x = run_stage(downsample, blocks, x, frames)
         return self.final_norm(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,40 +1,110 @@
-"""Registry of named models: ``build_model(name, num_classes=..., **overrides)``."""
+"""Registry of named models: ``build_model(name, num_classes=..., **overrides)``, and the one way to
+build a model from a config (:func:`model_from_config`), used by training, evaluation, prediction
+and export alike. Imports no torch until a model is built."""
 from __future__ import annotations
 
+import dataclasses
 import difflib
-from typing import Callable
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
-import torch.nn as nn
+from ..errors import UserError
+from ..options import ConfigError
+from .specs import Spec
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+class ModelError(UserError, ValueError):
+    """An unknown model, an option it does not have, or options it cannot be built with."""
 
 
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Decorator: register a model constructor under its function name."""
-    if fn.__name__ in _MODELS:
+@dataclass(frozen=True)
+class Variant:
+    """A named model: its family's spec with this variant's values, and its default class count."""
+
+    name: str
+    spec: Spec
+    num_classes: int
+    doc: str
+
+
+_VARIANTS: dict[str, Variant] = {}
+_FUNCTIONS: dict[str, Callable] = {}  # register_model: models built by a function (Python API)
+
+
+def register_variant(name: str, spec: Spec, num_classes: int, doc: str) -> None:
+    if name in _VARIANTS or name in _FUNCTIONS:
+        raise ValueError(f"model {name!r} registered twice")
+    _VARIANTS[name] = Variant(name, spec, num_classes, doc)
+
+
+def register_model(fn: Callable) -> Callable:
+    """Decorator: register a function ``fn(num_classes, **options) -> nn.Module`` under its name
+    (for the Python API; ``model=<name>`` on the command line lists the spec variants)."""
+    if fn.__name__ in _VARIANTS or fn.__name__ in _FUNCTIONS:
         raise ValueError(f"model {fn.__name__!r} registered twice")
-    _MODELS[fn.__name__] = fn
+    _FUNCTIONS[fn.__name__] = fn
     return fn
 
 
 def list_models() -> list[str]:
-    return sorted(_MODELS)
+    return sorted([*_VARIANTS, *_FUNCTIONS])
+
+
+def variants() -> dict[str, Variant]:
+    """The spec-declared models by name."""
+    return dict(_VARIANTS)
 
 
 def unknown_model_message(name: str) -> str:
-    close = difflib.get_close_matches(name, _MODELS, n=3)
+    close = difflib.get_close_matches(str(name), list_models(), n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     return f"unknown model {name!r}.{hint} Available: {', '.join(list_models())}"
 
 
-def build_model(name: str, num_classes: int, pretrained: str | None = None, **overrides) -> nn.Module:
+def model_spec(name: str, **overrides) -> Spec:
+    """The spec of model ``name`` with ``overrides``; :class:`ModelError` for an unknown model or
+    option (with the close matches) and for a value outside an option's choices or bounds."""
+    if name not in _VARIANTS:
+        raise ModelError(unknown_model_message(name) + ". Fix: model=<one of those>")
+    spec = _VARIANTS[name].spec
+    known = [f.name for f in dataclasses.fields(spec)]
+    for key in overrides:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" Did you mean {close[0]}?" if close else ""
+            raise ModelError(f"model.{key} is not an option of {name}.{hint} Options: {', '.join(known)}. "
+                             f"Fix: model.{close[0] if close else '<option>'}=...")
+    try:
+        return dataclasses.replace(spec, **overrides)
+    except ConfigError as e:
+        raise ModelError(str(e)) from e
+
+
+def build_model(name: str, num_classes: int, pretrained: str | None = None, **overrides):
     """Build a registered model, optionally initialised from ``pretrained`` (see
     :func:`video_sparse.load_pretrained`). Video models take ``(N, 3, T, H, W)`` clips and return
-    logits ``(N, num_classes)``, or a tuple of logits for multi-head models (main head first)."""
-    if name not in _MODELS:
-        raise KeyError(unknown_model_message(name))
-    model = _MODELS[name](num_classes=num_classes, **overrides)
+    logits ``(N, num_classes)``, or a tuple of logits for multi-head models (main head first).
+    A model its options cannot build raises :class:`ModelError` naming the model and the reason."""
+    if name in _FUNCTIONS:
+        model = _FUNCTIONS[name](num_classes=num_classes, **overrides)
+    else:
+        spec = model_spec(name, **overrides)
+        module, attr = type(spec).builder.split(":")
+        build = getattr(importlib.import_module(module), attr)
+        try:
+            model = build(spec, num_classes)
+        except ValueError as e:  # the family's own check of its hyper-parameters
+            raise ModelError(f"model={name} cannot be built with these options: {e}. Fix: change that option (python "
+                             f"train.py model={name} --help lists every option with its value)") from e
     if pretrained is not None:
         from .weights import load_pretrained
         load_pretrained(model, pretrained)
     return model
+
+
+def model_from_config(model_cfg: Mapping[str, Any], num_classes: int):
+    """Build the model of a ``model`` config node (``name``, ``pretrained`` and the spec's options),
+    e.g. ``cfg.model`` of a run or ``checkpoint["config"]["model"]``."""
+    options = {k: v for k, v in dict(model_cfg).items() if k not in ("name", "pretrained", "_target_")}
+    return build_model(model_cfg["name"], num_classes, model_cfg.get("pretrained"), **options)

@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from ..errors import UserError
+
 log = logging.getLogger(__name__)
+
+
+class WeightsError(UserError, ValueError):
+    """Weights that cannot be had: a missing file, an unknown torchvision name, no network for a
+    download, a file without a state_dict. The message names the fix."""
 
 
 @dataclass
@@ -38,8 +45,8 @@ def _state_dict_of(obj) -> dict[str, torch.Tensor]:
         if all(isinstance(v, torch.Tensor) for v in obj.values()):
             # DataParallel/DDP checkpoints prefix every key with "module."
             return {k.removeprefix("module."): v for k, v in obj.items()}
-    raise ValueError("checkpoint holds no state_dict (expected a dict of tensors, or one under "
-                     "'model' / 'state_dict')")
+    raise WeightsError("model.pretrained: the checkpoint holds no state_dict (expected a dict of tensors, or one "
+                       "under 'model' / 'state_dict'). Fix: model.pretrained=<a checkpoint of weights>")
 
 
 def _is_official_sifa(state: dict) -> bool:
@@ -114,12 +121,15 @@ def torchvision_state_dict(weights_name: str) -> dict[str, torch.Tensor]:
     try:
         weights = torchvision.models.get_weight(weights_name)
     except (KeyError, ValueError, AttributeError) as e:
-        raise ValueError(f"unknown torchvision weights {weights_name!r} (e.g. ResNet50_Weights.IMAGENET1K_V1)") from e
+        raise WeightsError(f"model.pretrained: unknown torchvision weights {weights_name!r}. "
+                           f"Fix: model.pretrained={TORCHVISION_PREFIX}ResNet50_Weights.IMAGENET1K_V1 (or "
+                           "ResNet101_Weights.IMAGENET1K_V2, ...)") from e
     try:
         return weights.get_state_dict(progress=True)
     except OSError as e:  # URLError is an OSError: no network
-        raise RuntimeError(f"cannot download torchvision weights {weights_name} ({e}). Download {weights.url} "
-                           "where there is network and pass model.pretrained=/path/to/the/file.pth") from e
+        raise WeightsError(f"model.pretrained: cannot download torchvision weights {weights_name} ({e}). Fix: download "
+                           f"{weights.url} where there is network and pass model.pretrained=/path/to/the/file.pth"
+                           ) from e
 
 
 def load_pretrained(model: nn.Module, path_or_state_dict: str | os.PathLike | dict, strict: bool = False,
@@ -141,7 +151,8 @@ def load_pretrained(model: nn.Module, path_or_state_dict: str | os.PathLike | di
         source = torchvision_state_dict(source[len(TORCHVISION_PREFIX):])
     if not isinstance(source, dict):
         if not os.path.isfile(source):
-            raise FileNotFoundError(f"pretrained weights not found: {source}")
+            raise WeightsError(f"model.pretrained: weights not found: {source}. "
+                               "Fix: model.pretrained=/path/to/weights.pt")
         source = torch.load(source, map_location="cpu", weights_only=True)
     state = _state_dict_of(source)
     dropped: list[str] = []

@@ -1,0 +1,298 @@
+"""The configuration schema of the apps: every key a user can set, with its one default, its type
+and its help, as Hydra structured configs in the ConfigStore.
+
+``conf/*.yaml`` hold only the defaults lists, the Hydra settings and the variants that share a
+schema (``data=kinetics400|...|ssv2`` extend ``data=list``); ``conf/experiment/`` the papers'
+recipes. The model group is the model registry: ``model=<name>`` for every registered model, its
+keys the fields of the model family's spec (``models/specs.py``). Importing this module imports no
+torch, so ``--help`` and config errors answer at once.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, make_dataclass
+from typing import Any, List, Optional, Tuple
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from ..data.annotations import DATASETS
+from ..data.sampling import SAMPLINGS, SHORT_VIDEO_POLICIES
+from ..models.registry import variants
+from ..options import option
+
+RANDAUG_MAX_MAGNITUDE = 30  # = data.randaugment.MAX_MAGNITUDE (tested), which imports torchvision
+
+
+# ============================================================================= data
+@dataclass
+class DataConfig:
+    """A dataset of videos listed in annotation files (``data=list``; Kinetics and SSv2 extend it)."""
+
+    name: str = option("list", "dataset (set by data=<name>)", choices=tuple(DATASETS))
+    num_classes: Optional[int] = option(None, "expected number of classes, checked against the class list "
+                                        "(null: not checked)", ge=1)
+    root: Optional[str] = option(MISSING, "folder the annotation paths are relative to")
+    train_ann: Optional[str] = option(MISSING, "training annotation (Kinetics CSV, SSv2 JSON or a path-label list)")
+    val_ann: Optional[str] = option(MISSING, "validation annotation")
+    test_ann: Optional[str] = option(None, "test annotation with labels: train.py's final evaluation runs on it "
+                                     "when set (else on val_ann); eval.py split=test")
+    labels: Optional[str] = option(MISSING, "class-name file (one per line, in id order) or SSv2's labels.json")
+    sampling: str = option("uniform", "uniform: frames spread evenly over the video | segment: one per equal "
+                           "segment (SSv2) | dense: frames x interval from a start (Kinetics)", choices=SAMPLINGS)
+    frames: int = option(8, "frames per clip", ge=1)
+    interval: int = option(1, "frame stride of dense sampling", ge=1)
+    short_video: str = option("loop", "dense sampling of videos shorter than the clip: loop | repeat_last",
+                              choices=SHORT_VIDEO_POLICIES)
+    size: int = option(112, "crop size", ge=1)
+    short_side: int = option(128, "resize the short side to this before cropping", ge=1)
+    cache_frames: bool = option(False, "decode each clip once per run and keep its frames in shared memory "
+                                "(uniform sampling of the motion set)")
+    flip: Any = option(True, "horizontal flip: true | false | swap (mirrored left/right classes swap labels)",
+                       choices=(True, False, "swap"))
+    scale_jitter: Optional[Tuple[int, int]] = option(None, "[min, max]: training short side drawn per clip "
+                                                     "(e.g. [256, 320]); null: short_side", ge=1)
+    resized_crop: Optional[Tuple[float, float]] = option(None, "[min, max] area fraction: RandomResizedCrop of the "
+                                                         "decoded frame instead (e.g. [0.08, 1.0])", gt=0, le=1)
+    randaug_n: int = option(0, "RandAugment operations per training clip, the same for every frame (0 = off)", ge=0)
+    randaug_m: float = option(27, f"RandAugment magnitude, 0-{RANDAUG_MAX_MAGNITUDE}", ge=0,
+                              le=RANDAUG_MAX_MAGNITUDE)
+    random_erase: float = option(0.0, "probability of erasing one random box of a training clip (the same in "
+                                 "every frame)", ge=0, le=1)
+    mean: Tuple[float, float, float] = option((0.485, 0.456, 0.406), "per-channel mean of the normalisation")
+    std: Tuple[float, float, float] = option((0.229, 0.224, 0.225), "per-channel std of the normalisation", gt=0)
+
+
+@dataclass
+class MotionDataConfig(DataConfig):
+    """The built-in motion benchmark (``data=motion``): generated once (H.264 MP4 + path-label
+    lists) and cached; only temporal order carries the label."""
+
+    name: str = option("motion", "dataset (set by data=<name>)", choices=tuple(DATASETS))
+    root: Optional[str] = option(None, "filled with the generated set's folder")
+    train_ann: Optional[str] = option("train.txt", "training list of the generated set")
+    val_ann: Optional[str] = option("val.txt", "validation list of the generated set")
+    labels: Optional[str] = option("classes.txt", "class names of the generated set")
+    frames: int = option(4, "frames per clip, spread uniformly over the video", ge=1)
+    size: int = option(64, "crop size", ge=1)
+    short_side: int = option(64, "resize the short side to this before cropping", ge=1)
+    cache_frames: bool = option(True, "decode each clip once per run and keep its frames in shared memory")
+    flip: Any = option(False, "must stay false: a flip would turn 'moving left' into 'moving right'",
+                       choices=(True, False, "swap"))
+    mean: Tuple[float, float, float] = option((0.5, 0.5, 0.5), "per-channel mean of the normalisation")
+    std: Tuple[float, float, float] = option((0.25, 0.25, 0.25), "per-channel std of the normalisation", gt=0)
+    train_size: int = option(2000, "generated training videos", ge=1)
+    val_size: int = option(500, "generated validation videos", ge=1)
+    video_frames: int = option(16, "frames per generated video", ge=1)
+    video_size: int = option(64, "height and width of the generated videos (even: H.264 yuv420p)", ge=2)
+    cache_dir: Optional[str] = option(None, "where generated sets are cached (null: $XDG_CACHE_HOME/video_sparse/"
+                                      "motion or ~/.cache/video_sparse/motion)")
+    seed: int = option(0, "generator seed")
+
+
+# ============================================================================= model
+def _model_node_class(spec_cls: type) -> type:
+    """``model`` node of a model family: ``name``, ``pretrained`` and the spec's fields."""
+    node = make_dataclass(f"{spec_cls.__name__.removesuffix('Spec')}Model", [
+        ("name", str, option(MISSING, "registered model (set by model=<name>)")),
+        ("pretrained", Optional[str], option(None, "weights to initialise from: a file (official checkpoint, "
+                                             "torchvision ResNet, a run's checkpoint) or torchvision:<weights>"))],
+        bases=(spec_cls,))
+    node.__doc__ = spec_cls.__doc__
+    return node
+
+
+# ============================================================================= optimisation
+@dataclass
+class SGDConfig:
+    """SGD with momentum (``optim=sgd``), called with the parameter groups (no weight decay on norms
+    and biases)."""
+
+    _target_: str = "torch.optim.SGD"
+    _partial_: bool = True
+    lr: float = option(0.1, "base learning rate (scale with the batch size)", gt=0)
+    momentum: float = option(0.9, "momentum", ge=0, lt=1)
+    weight_decay: float = option(1e-4, "weight decay of conv/linear weights", ge=0)
+    nesterov: bool = option(False, "Nesterov momentum")
+
+
+@dataclass
+class AdamWConfig:
+    """AdamW (``optim=adamw``), called with the parameter groups (no weight decay on norms and
+    biases)."""
+
+    _target_: str = "torch.optim.AdamW"
+    _partial_: bool = True
+    lr: float = option(3e-3, "base learning rate, for batch 16 on the motion benchmark (scale with the batch size)",
+                       gt=0)
+    betas: Tuple[float, float] = option((0.9, 0.999), "Adam's beta1, beta2", ge=0, lt=1)
+    weight_decay: float = option(0.05, "weight decay of conv/linear weights", ge=0)
+
+
+@dataclass
+class CosineScheduleConfig:
+    """Linear warm-up, then cosine decay, stepped every optimiser update (``sched=cosine``)."""
+
+    _target_: str = "video_sparse.engine.optim.warmup_cosine_lr"
+    _partial_: bool = True
+    warmup_epochs: float = option(1.0, "epochs of linear warm-up", ge=0)
+    final_lr_ratio: float = option(0.0, "final lr / base lr", ge=0, le=1)
+
+
+# ============================================================================= execution
+@dataclass
+class RuntimeConfig:
+    """Where and how the model runs."""
+
+    batch_size: int = option(16, "clips per process and step (torchrun's global batch: batch_size x processes "
+                             "x accumulate)", ge=1)
+    num_workers: int = option(2, "DataLoader worker processes per process (decoding runs there)", ge=0)
+    device: str = option("auto", "auto | cpu | cuda | cuda:N")
+    amp: str = option("off", "mixed precision: off | bf16 | fp16", choices=("off", "bf16", "fp16"))
+
+
+@dataclass
+class TrainerConfig(RuntimeConfig):
+    """The training loop."""
+
+    epochs: int = option(11, "epochs (the motion benchmark: sifa_small passes 0.95 at epoch 9)", ge=1)
+    seed: int = option(0, "seed of the data order, augmentation and initialisation")
+    accumulate: int = option(1, "optimiser step every N batches (DDP syncs on the Nth only)", ge=1)
+    clip_grad: Optional[float] = option(None, "max gradient norm (null: no clipping)", gt=0)
+    compile: bool = option(False, "torch.compile the model (the first steps are slow while it compiles)")
+    channels_last: bool = option(False, "channels-last (NTHWC) memory format for weights and inputs")
+    sync_bn: bool = option(False, "SyncBatchNorm across processes under DDP (CUDA only)")
+    ema_decay: Optional[float] = option(None, "EMA of the weights (e.g. 0.9998): evaluated each epoch, selects "
+                                        "best.pt, checkpointed (null: off)", gt=0, lt=1)
+    ema_warmup_steps: int = option(0, "EMA decay ramps as (1 + s) / (warmup + s) over the first steps (0: "
+                                   "constant)", ge=0)
+    layer_decay: Optional[float] = option(None, "layer-wise lr decay (e.g. 0.75): depth d of L trains at lr x "
+                                          "decay^(L-1-d) (null: off)", gt=0, le=1)
+    precise_bn: int = option(0, "recompute BN statistics over N training batches before each validation (0: off)",
+                             ge=0)
+    nonfinite: str = option("error", "a NaN/inf loss: error (stop; last.pt stays the last good state) | skip (skip "
+                            "the step, count it)", choices=("error", "skip"))
+    label_smoothing: float = option(0.0, "label smoothing of the cross-entropy", ge=0, lt=1)
+    mixup: float = option(0.0, "mixup alpha (Beta(a, a) mixing weights; 0: off; typical 0.8)", ge=0)
+    cutmix: float = option(0.0, "cutmix alpha (the same box in every frame; 0: off; typical 1.0)", ge=0)
+    mix_prob: float = option(1.0, "probability that a batch is mixed (with mixup or cutmix on)", ge=0, le=1)
+    mix_switch_prob: float = option(0.5, "with both on: probability of cutmix rather than mixup for a batch", ge=0,
+                                    le=1)
+    resume: Optional[str] = option("auto", "auto (continue from checkpoints/last.pt of this run dir) | none | a "
+                                   "checkpoint path")
+    save_every_steps: int = option(0, "also write last.pt every N optimiser steps inside an epoch (0: off)", ge=0)
+    keep_epochs: int = option(0, "keep checkpoints/epoch_NNN.pt of the last K epochs besides last.pt and best.pt",
+                              ge=0)
+
+
+@dataclass
+class TestConfig:
+    """Views of the final evaluation (per-epoch validation uses 1 x 1)."""
+
+    clips: int = option(1, "temporal views per video", ge=1)
+    crops: int = option(1, "spatial crops per view (1: centre; 3: both ends and the centre)", ge=1)
+    strict: bool = option(False, "a missing or unreadable video is an error (false: excluded, counted in "
+                          "num_failed)")
+
+
+@dataclass
+class LoggerConfig:
+    """Experiment tracking with wandb (``logger=wandb``)."""
+
+    mode: str = option("offline", "offline (files under <run>/wandb, sync later) | online | disabled",
+                       choices=("offline", "online", "disabled"))
+    project: str = option("video_sparse", "wandb project")
+    name: Optional[str] = option(None, "wandb run name (null: wandb's)")
+    id: Optional[str] = option(None, "wandb run id (null: derived from the run directory, so a resumed run "
+                               "continues its run)")
+    log_every: int = option(10, "per-step loss / lr / clips per second / data time, every N optimiser steps", ge=1)
+
+
+# ============================================================================= the apps
+@dataclass
+class TrainConfig:
+    """``python train.py``: train ``model`` on ``data``."""
+
+    data: Any = MISSING
+    model: Any = MISSING
+    optim: Any = MISSING
+    sched: Any = MISSING
+    logger: Any = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+
+
+@dataclass
+class DataOverrides:
+    """Overrides of the checkpoint's data config (null: keep the run's value)."""
+
+    root: Optional[str] = option(None, "folder the annotation paths are relative to")
+    train_ann: Optional[str] = option(None, "training annotation")
+    val_ann: Optional[str] = option(None, "validation annotation (split=val)")
+    test_ann: Optional[str] = option(None, "test annotation (split=test)")
+    labels: Optional[str] = option(None, "class-name file")
+    cache_dir: Optional[str] = option(None, "motion benchmark cache")
+
+
+@dataclass
+class EvalConfig:
+    """``python eval.py checkpoint=...``: evaluate a checkpoint with multi-view testing, or classify
+    files (``predict=[...]``)."""
+
+    checkpoint: Optional[str] = option(None, "a checkpoints/best.pt or last.pt written by train.py")
+    split: str = option("val", "annotation to evaluate: val (data.val_ann) | test (data.test_ann)",
+                        choices=("val", "test"))
+    predict: Optional[Any] = option(None, "a video path or a list of paths (or annotation files) to classify "
+                                    "instead of evaluating")
+    predict_topk: int = option(5, "classes printed per predicted video", ge=1)
+    weights: str = option("auto", "auto (the EMA weights when the run kept an EMA) | ema | model",
+                          choices=("auto", "ema", "model"))
+    data: DataOverrides = field(default_factory=DataOverrides)
+    trainer: RuntimeConfig = field(default_factory=lambda: RuntimeConfig(batch_size=8, num_workers=1))
+    test: TestConfig = field(default_factory=TestConfig)
+    logger: Any = MISSING
+
+
+@dataclass
+class ScanConfig:
+    """``python -m video_sparse.data.scan data=...``: decode the first, middle and last frame of
+    every listed video; report missing, unreadable and short ones."""
+
+    data: Any = MISSING
+    splits: List[str] = option(["train", "val", "test"], "annotation lists to check (data.<split>_ann; unset ones "
+                               "are skipped)", choices=("train", "val", "test"))
+    workers: Optional[int] = option(None, "decoding processes (null: every CPU core)", ge=1)
+    report: str = option("scan_report.csv", "written in the run directory")
+
+
+APPS = {"train": TrainConfig, "eval": EvalConfig, "scan": ScanConfig}
+GROUPS = {"data": {"list": DataConfig, "motion": MotionDataConfig}, "optim": {"sgd": SGDConfig, "adamw": AdamWConfig},
+          "sched": {"cosine": CosineScheduleConfig}, "logger": {"wandb": LoggerConfig}}
+
+
+def model_nodes() -> dict[str, Any]:
+    """``model=<name>`` -> the node of that registered model (its spec's values)."""
+    node_classes: dict[type, type] = {}
+    nodes = {}
+    for name, variant in variants().items():
+        spec_cls = type(variant.spec)
+        node_cls = node_classes.setdefault(spec_cls, _model_node_class(spec_cls))
+        nodes[name] = node_cls(name=name, **{f.name: getattr(variant.spec, f.name)
+                                            for f in dataclasses.fields(variant.spec)})
+    return nodes
+
+
+def register_configs() -> None:
+    """Store the schema in Hydra's ConfigStore (``train_schema``, ``eval_schema``, ``scan_schema``
+    and the group options)."""
+    cs = ConfigStore.instance()
+    for app, node in APPS.items():
+        cs.store(name=f"{app}_schema", node=node)
+    for group, options in GROUPS.items():
+        for name, node in options.items():
+            cs.store(group=group, name=name, node=node)
+    for name, node in model_nodes().items():
+        cs.store(group="model", name=name, node=node)
+
+
+register_configs()

@@ -1,0 +1,129 @@
+"""The hyper-parameters of every model family, one dataclass each, declared with
+:func:`~video_sparse.options.option` (default, help, checks). A model is built from a spec
+(``C2DResNet(spec, num_classes)``); ``models/zoo.py`` names the variants; the apps read the same
+fields as the ``model.*`` keys. This module imports no torch, so the command line is checked in
+a fraction of a second."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Tuple
+
+from ..options import check_options, option
+
+HEADS = ("pool", "spatial")
+
+
+class Spec:
+    """Base of the families' specs: ``builder`` names the ``module:callable`` that takes
+    ``(spec, num_classes)`` and returns the model."""
+
+    builder: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():  # lists (command line, YAML) become the declared tuples
+            if isinstance(value, Sequence) and not isinstance(value, (str, tuple)):
+                setattr(self, name, tuple(value))
+        check_options(self, "model", type(self))
+
+
+@dataclass
+class C2DResNetSpec(Spec):
+    """A 2D ResNet applied to every frame, with SIFA / global-context blocks and SIFA-Net's dual
+    frame-skipping branch (:class:`~video_sparse.models.c2d.C2DResNet`)."""
+
+    builder: ClassVar[str] = "video_sparse.models.c2d:C2DResNet"
+    layers: Tuple[int, ...] = option((3, 4, 6, 3), "bottlenecks per stage", ge=1)
+    widths: Tuple[int, ...] = option((64, 128, 256, 512), "bottleneck widths per stage (outputs are 4x wider)", ge=1)
+    patterns: Tuple[str, ...] = option(("P", "P", "P", "P"), "per stage, block codes cycled over its blocks: P plain, "
+                                       "G global context, S SIFA (SIFA-Net: [P, GS, GS, GS])")
+    stem_width: int = option(64, "channels of the stem conv", ge=1)
+    stem_temporal_kernel: int = option(1, "temporal kernel ts of the stem conv (1: no temporal mixing)", ge=1)
+    stem_temporal_stride: int = option(1, "temporal stride of the stem conv", ge=1)
+    stem_pool: bool = option(True, "keep the stem's 1x3x3 max-pool (total stride 4)")
+    strides: Tuple[int, ...] = option((1, 2, 2, 2), "spatial stride of each stage's first block", ge=1)
+    dual: bool = option(False, "SIFA-Net's frame-skipping branch (layer3 -> max over frame pairs -> layer4_dual "
+                        "-> its own head)")
+    dual_stride: int = option(1, "spatial stride of layer4_dual", ge=1)
+    sifa: bool = option(True, "false switches every SIFA operator off (same parameters), to measure its cost")
+    sifa_kernel: int = option(3, "side of SIFA's attended neighbourhood", ge=1)
+    sifa_dilation: int = option(1, "dilation of the attended neighbourhood (official SIFA-Net: 1)", ge=1)
+    sifa_groups: int = option(1, "channel groups with their own offsets", ge=1)
+    sifa_normalize: str = option("none", "weights of the taps: none (official 1/C scale) | softmax",
+                                 choices=("none", "softmax"))
+    spatial_mixer: str = option("conv", "spatial mixer of the GC blocks of mixer_stages: conv (1x3x3) | bra "
+                                "(BiFormer) | msda (DilateFormer), applied per frame", choices=("conv", "bra", "msda"))
+    mixer_stages: Tuple[int, ...] = option((3, 4), "stages (1-based) whose GC blocks take spatial_mixer", ge=1, le=4)
+    mixer_head_dim: int = option(32, "channels per attention head of spatial_mixer", ge=1)
+    bra_n_win: int = option(7, "BRA: routing regions per side", ge=1)
+    bra_topk: int = option(16, "BRA: regions each region attends to", ge=1)
+    msda_dilations: Tuple[int, ...] = option((1, 2, 3, 4), "MSDA: one channel group per dilation", ge=1)
+    head: str = option("pool", "pool: (T, H, W) average -> linear (official) | spatial: T average -> 3x3 convs "
+                       "-> linear", choices=HEADS)
+    head_width: int = option(128, "width of the spatial head", ge=1)
+    dropout: float = option(0.5, "dropout before the classifiers", ge=0, lt=1)
+
+
+@dataclass
+class BiFormerSpec(Spec):
+    """BiFormer image backbone (:class:`~video_sparse.models.biformer.BiFormer`)."""
+
+    builder: ClassVar[str] = "video_sparse.models.biformer:BiFormer"
+    depth: Tuple[int, ...] = option((2, 2, 8, 2), "blocks per stage", ge=1)
+    embed_dim: Tuple[int, ...] = option((64, 128, 256, 512), "channels per stage", ge=1)
+    mlp_ratio: float = option(3.0, "MLP width / channels", gt=0)
+    n_win: int = option(7, "routing regions per side", ge=1)
+    topks: Tuple[int, ...] = option((1, 4, 16, -2), "regions kept per stage (-2: global attention)")
+    head_dim: int = option(32, "channels per head of BRA", ge=1)
+    side_dwconv: int = option(5, "kernel of LePE, the depthwise conv on V", ge=0)
+    downsample_strides: Tuple[int, ...] = option((2, 2, 2), "strides of the convs into stages 2-4", ge=1)
+    drop_path_rate: float = option(0.0, "stochastic depth, linear from 0 over all blocks", ge=0, lt=1)
+
+
+@dataclass
+class DilateFormerSpec(Spec):
+    """DilateFormer image backbone (:class:`~video_sparse.models.dilateformer.DilateFormer`)."""
+
+    builder: ClassVar[str] = "video_sparse.models.dilateformer:DilateFormer"
+    embed_dim: int = option(72, "channels of stage 1 (doubled per stage)", ge=1)
+    depths: Tuple[int, ...] = option((2, 2, 6, 2), "blocks per stage", ge=1)
+    num_heads: Tuple[int, ...] = option((3, 6, 12, 24), "attention heads per stage", ge=1)
+    dilations: Tuple[int, ...] = option((1, 2, 3), "MSDA: one head group per dilation", ge=1)
+    kernel_size: int = option(3, "MSDA: side of the attended neighbourhood", ge=1)
+    dilate_attention: Tuple[bool, ...] = option((True, True, False, False), "per stage: MSDA (true) or global "
+                                                "attention (false)")
+    mlp_ratio: float = option(4.0, "MLP width / channels", gt=0)
+    merge_strides: Tuple[int, ...] = option((2, 2, 2), "strides of the merging convs after stages 1-3", ge=1)
+    stem_width: int = option(16, "width of the first patch-embedding conv (then 2x, 4x)", ge=1)
+    drop_path_rate: float = option(0.1, "stochastic depth, linear from 0 over all blocks", ge=0, lt=1)
+
+
+@dataclass
+class PerFrameVideoSpec(Spec):
+    """The video part of a per-frame pyramid transformer with SIFA
+    (:class:`~video_sparse.models.sifa_transformer.SIFATransformer`)."""
+
+    sifa_stages: Tuple[int, ...] = option((2, 3), "stages (0-based) whose blocks get SIFA after their attention; "
+                                          "[] gives the order-blind per-frame baseline", ge=0)
+    sifa: bool = option(True, "false switches SIFA off (same parameters)")
+    sifa_kernel: int = option(3, "side of SIFA's attended neighbourhood", ge=1)
+    sifa_dilation: int = option(1, "dilation of the attended neighbourhood", ge=1)
+    dual: bool = option(True, "SIFA-Net's frame-skipping branch with its own head")
+    head: str = option("pool", "pool: (T, H, W) average -> linear | spatial: T average -> 3x3 convs -> linear",
+                       choices=HEADS)
+    head_width: int = option(128, "width of the spatial head", ge=1)
+    dropout: float = option(0.5, "dropout before the classifiers", ge=0, lt=1)
+
+
+@dataclass
+class SIFABiFormerSpec(PerFrameVideoSpec, BiFormerSpec):
+    """BiFormer per frame + SIFA in the last stages + dual branch."""
+
+    builder: ClassVar[str] = "video_sparse.models.sifa_transformer:sifa_biformer"
+
+
+@dataclass
+class SIFADilateFormerSpec(PerFrameVideoSpec, DilateFormerSpec):
+    """DilateFormer per frame + SIFA in the last stages + dual branch."""
+
+    builder: ClassVar[str] = "video_sparse.models.sifa_transformer:sifa_dilateformer"

@@ -1,0 +1,77 @@
+"""The named models: each a family's spec with this variant's values and its default number of
+classes. ``video_sparse.build_model(name, num_classes, **overrides)`` builds them; ``model=<name>``
+selects them on the command line (every field of the spec is a ``model.*`` key)."""
+from __future__ import annotations
+
+from .registry import register_variant
+from .specs import (BiFormerSpec, C2DResNetSpec, DilateFormerSpec, SIFABiFormerSpec, SIFADilateFormerSpec)
+
+# ----------------------------------------------------------------------------- C2D / SIFA-Net ResNets
+# Stages at strides 4, 4, 8, 8 of a 64 px clip: SIFA runs on 16x16 and 8x8 maps, where a step of the
+# motion benchmark's actor spans a cell or two (at strides 8/16 it is a fraction of one, and
+# sifa_small does not learn direction in a few epochs).
+SMALL = dict(layers=(1, 1, 1, 1), widths=(8, 16, 32, 64), stem_width=16, strides=(1, 1, 2, 1), head="spatial",
+             head_width=64, dropout=0.0)
+SIFA_NET = dict(patterns=("P", "GS", "GS", "GS"), dual=True, stem_temporal_kernel=4, stem_temporal_stride=4)
+
+register_variant("c2d_small", C2DResNetSpec(**SMALL), 10,
+                 "Small order-blind C2D baseline for the motion benchmark (CPU, 64x64 clips): the last stage has "
+                 "stride 8 and the spatial head sees the time-averaged map, so the motion's trail is visible but "
+                 "not its direction.")
+register_variant("sifa_small", C2DResNetSpec(**{**SMALL, "patterns": ("P", "S", "S", "G"), "dual": True,
+                                                "sifa_dilation": 2, "mixer_head_dim": 16, "bra_n_win": 4,
+                                                "bra_topk": 4}), 10,
+                 "c2d_small + SIFA blocks (layers 2-3), a global-context block (layer 4) and the dual "
+                 "frame-skipping branch. SIFA dilation 2: the attended 3x3 neighbourhood spans +-2 cells, the "
+                 "benchmark's per-step displacement at stride 4. The default model of python train.py.")
+register_variant("c2d_r50", C2DResNetSpec(stem_temporal_kernel=4, stem_temporal_stride=4), 400,
+                 "C2D ResNet-50 with SIFA-Net's stem (ts = 4): the baseline without SIFA/GC or dual branch.")
+register_variant("c2d_sifa_r50", C2DResNetSpec(**SIFA_NET), 400,
+                 "SIFA-Net ResNet-50, official configuration (43,040,928 trainable parameters at 400 classes).")
+register_variant("c2d_sifa_r101", C2DResNetSpec(**SIFA_NET, layers=(3, 4, 23, 3)), 400,
+                 "SIFA-Net ResNet-101, official configuration (63,554,272 trainable parameters at 400 classes).")
+
+# ----------------------------------------------------------------------------- image backbones
+BIFORMER = {"tiny": dict(depth=(2, 2, 8, 2), embed_dim=(64, 128, 256, 512)),
+            "small": dict(depth=(4, 4, 18, 4), embed_dim=(64, 128, 256, 512)),
+            "base": dict(depth=(4, 4, 18, 4), embed_dim=(96, 192, 384, 768))}
+DILATEFORMER = {"tiny": dict(embed_dim=72, depths=(2, 2, 6, 2)),
+                "small": dict(embed_dim=72, depths=(3, 5, 8, 3)),
+                "base": dict(embed_dim=96, depths=(4, 8, 10, 3))}
+for size, params in (("tiny", "13.14"), ("small", "25.54"), ("base", "56.80")):
+    register_variant(f"biformer_{size}", BiFormerSpec(**BIFORMER[size]), 1000,
+                     f"BiFormer-{size[0].upper()} image backbone, official configuration ({params} M parameters at "
+                     "1000 classes); input (N, 3, H, W).")
+for size, params in (("tiny", "17.24"), ("small", "24.06"), ("base", "47.43")):
+    register_variant(f"dilateformer_{size}", DilateFormerSpec(**DILATEFORMER[size]), 1000,
+                     f"DilateFormer-{size[0].upper()} image backbone, official configuration ({params} M parameters "
+                     "at 1000 classes); input (N, 3, H, W).")
+
+# ----------------------------------------------------------------------------- per-frame transformers + SIFA
+ORDER_BLIND = dict(sifa_stages=(), dual=False)
+for size in ("tiny", "small"):
+    register_variant(f"sifa_biformer_{size}", SIFABiFormerSpec(**BIFORMER[size], drop_path_rate=0.1), 400,
+                     f"BiFormer-{size[0].upper()} per frame + SIFA after the attention of stages 3-4 + dual branch.")
+    register_variant(f"sifa_dilateformer_{size}", SIFADilateFormerSpec(**DILATEFORMER[size]), 400,
+                     f"DilateFormer-{size[0].upper()} per frame + SIFA after the attention of stages 3-4 + dual "
+                     "branch.")
+register_variant("c2d_biformer_tiny", SIFABiFormerSpec(**BIFORMER["tiny"], drop_path_rate=0.1, **ORDER_BLIND), 400,
+                 "BiFormer-T per frame, order-blind (no SIFA, no dual branch): the baseline of sifa_biformer_tiny.")
+register_variant("c2d_dilateformer_tiny", SIFADilateFormerSpec(**DILATEFORMER["tiny"], **ORDER_BLIND), 400,
+                 "DilateFormer-T per frame, order-blind: the baseline of sifa_dilateformer_tiny.")
+
+# CPU sizes for the motion benchmark (64 px clips): stride-4 embedding, then 16/16/16/8 maps, so that
+# SIFA (stages 3-4) runs on 16x16 and 8x8 maps like sifa_small's.
+NANO_VIDEO = dict(head="spatial", head_width=64, dropout=0.0, sifa_dilation=2)
+BIFORMER_NANO = dict(depth=(1, 1, 1, 1), embed_dim=(16, 32, 64, 64), n_win=4, topks=(1, 4, 4, -2), head_dim=16,
+                     downsample_strides=(1, 1, 2), **NANO_VIDEO)
+DILATEFORMER_NANO = dict(embed_dim=12, depths=(1, 1, 1, 1), num_heads=(3, 3, 6, 6), merge_strides=(1, 1, 2),
+                         stem_width=8, drop_path_rate=0.0, **NANO_VIDEO)
+register_variant("sifa_biformer_nano", SIFABiFormerSpec(**BIFORMER_NANO), 10,
+                 "CPU-sized SIFA-BiFormer for the motion benchmark (64 px clips).")
+register_variant("c2d_biformer_nano", SIFABiFormerSpec(**BIFORMER_NANO, **ORDER_BLIND), 10,
+                 "sifa_biformer_nano without SIFA and the dual branch: order-blind.")
+register_variant("sifa_dilateformer_nano", SIFADilateFormerSpec(**DILATEFORMER_NANO), 10,
+                 "CPU-sized SIFA-DilateFormer for the motion benchmark (64 px clips).")
+register_variant("c2d_dilateformer_nano", SIFADilateFormerSpec(**DILATEFORMER_NANO, **ORDER_BLIND), 10,
+                 "sifa_dilateformer_nano without SIFA and the dual branch: order-blind.")
