@@ -157,23 +157,23 @@ def run_task(task: Callable[[DictConfig, Path], Any], check: Callable[[DictConfi
             destroy_distributed()
 
 
-def main(config_name: str, task: Callable[[DictConfig, Path], Any], check: Callable[[DictConfig], None],
-         argv: list[str] | None = None) -> Any:
-    """Run an app: ``--help``, or Hydra with ``config_name`` from ``conf/`` calling
+def main(config_name: str, task: Callable[[DictConfig, Path], Any], check: Callable[[DictConfig], None]) -> None:
+    """Run an app on ``sys.argv``: ``--help``, or Hydra with ``config_name`` from ``conf/`` calling
     :func:`run_task`. Composition errors (unknown group option or key, wrong type, unparsable
     override) end in :func:`fail`."""
-    argv = sys.argv if argv is None else argv
+    argv = sys.argv
     if "--help" in argv[1:] or "-h" in argv[1:]:
         from .help import print_help
-        return _reporting_hydra_errors(argv, config_name, lambda: print_help(config_name, argv))
+        _reporting_hydra_errors(argv, config_name, lambda: print_help(config_name, argv))
+        return
     share_run_dir(argv)
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing its report; we print one line
 
     @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)
-    def hydra_main(cfg: DictConfig) -> Any:
-        return run_task(task, check, cfg, HydraConfig.get().runtime.output_dir)
+    def hydra_main(cfg: DictConfig) -> None:
+        run_task(task, check, cfg, HydraConfig.get().runtime.output_dir)
 
-    return _reporting_hydra_errors(argv, config_name, hydra_main)
+    _reporting_hydra_errors(argv, config_name, hydra_main)
 
 
 def _reporting_hydra_errors(argv: list[str], config_name: str, fn: Callable[[], Any]) -> Any:
