@@ -278,3 +278,18 @@ def test_readme_commands_compose():
     """Every train.py / eval.py command README shows composes as written (groups, keys, types)."""
     for config, args in _readme_commands():
         compose(config, args)
+
+
+def test_an_older_checkpoints_data_config_is_completed_by_the_schema():
+    """eval.py reads a checkpoint's data config; keys an older video_sparse did not write take the
+    schema's one default, overrides win, keys the schema no longer has are dropped."""
+    from video_sparse.apps.eval import checkpoint_data_config
+
+    old = {"name": "motion", "root": "/cache/set", "frames": 4, "size": 64, "retired_key": 1}
+    cfg = checkpoint_data_config(old, OmegaConf.create({"root": None, "val_ann": "/other/val.txt"}))
+    assert (cfg.root, cfg.val_ann, cfg.frames, cfg.sampling, cfg.randaug_m, cfg.video_size) == (
+        "/cache/set", "/other/val.txt", 4, "uniform", 27, 64)
+    assert "retired_key" not in cfg
+    listed = checkpoint_data_config({"name": "kinetics400", "root": "/k", "train_ann": "t.csv", "val_ann": "v.csv",
+                                     "labels": None, "sampling": "dense"}, OmegaConf.create({}))
+    assert listed.sampling == "dense" and listed.short_video == "loop" and "video_size" not in listed
