@@ -1,16 +1,17 @@
-"""BRA and MSDA: forward+backward time and peak memory, ours vs the official formulations, at the
-official stage shapes for a video batch of 8 frames; then end-to-end clips/s of the video models.
+"""BRA, MSDA and CSWin: forward+backward time and peak memory, ours vs the official formulations, at
+the official stage shapes for a video batch of 8 frames; then end-to-end clips/s of the video models.
 
-    python benchmarks/mixers.py [--repeats 5] [--device cpu|cuda] [--only mixers|models]
+    python benchmarks/mixers.py [--repeats 5] [--device cpu|cuda] [--only mixers|models] [--match CSWin]
 
-Peers (tests/official_mixers.py): BiFormer's gather-based BRA (ops/bra_legacy.py) and
-DilateFormer's unfold-based MSDA, re-implemented on the parameters of our modules; the outputs are
+Peers (tests/official_mixers.py): BiFormer's gather-based BRA (ops/bra_legacy.py),
+DilateFormer's unfold-based MSDA and CSWin's img2windows / get_lepe stripe attention
+(models/cswin.py, LePEAttention), re-implemented on the parameters of our modules; the outputs are
 compared in the same run. Each measurement runs in a fresh subprocess: the median of ``repeats``
 forward+backward passes after one warm-up, and the peak memory of the pass — the CUDA allocator's
 peak on cuda, the growth of the process's peak RSS over its resident size before the first pass on
 cpu. Module shapes: BiFormer-T stages 1/2/3 = 64/128/256 channels at 56²/28²/14² (n_win 7,
 top-k 1/4/16, 2/4/8 heads); DilateFormer-T stages 1/2 = 72/144 channels at 56²/28² (3/6 heads,
-dilations 1, 2, 3).
+dilations 1, 2, 3); CSWin-T stages 1/2 = 64/128 channels at 56²/28² (stripes 1/2, 2/4 heads).
 """
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import video_sparse  # noqa: E402
 from video_sparse.layers.biformer import BiLevelRoutingAttention  # noqa: E402
+from video_sparse.layers.cswin import CrossShapedWindowAttention  # noqa: E402
 from video_sparse.layers.dilate import MultiScaleDilatedAttention  # noqa: E402
-from official_mixers import official_bra, official_msda  # noqa: E402
+from official_mixers import official_bra, official_cswin, official_msda  # noqa: E402
 
 FRAMES = 8
 CASES = {  # name: (module factory, map side, channels)
@@ -41,10 +43,14 @@ CASES = {  # name: (module factory, map side, channels)
     "BRA BiFormer-T stage 3": (lambda: BiLevelRoutingAttention(256, 8, 7, 256, 16), 14, 256),
     "MSDA DilateFormer-T stage 1": (lambda: MultiScaleDilatedAttention(72, 3, (1, 2, 3)), 56, 72),
     "MSDA DilateFormer-T stage 2": (lambda: MultiScaleDilatedAttention(144, 6, (1, 2, 3)), 28, 144),
+    "CSWin CSWin-T stage 1": (lambda: CrossShapedWindowAttention(64, 2, 1), 56, 64),
+    "CSWin CSWin-T stage 2": (lambda: CrossShapedWindowAttention(128, 4, 2), 28, 128),
 }
+OFFICIAL = {"BRA": official_bra, "MSDA": official_msda, "CSWin": official_cswin}
 VIDEO_MODELS = {  # name: (clips, frames, side)
     "sifa_biformer_nano": (16, 8, 64), "sifa_dilateformer_nano": (16, 8, 64),
-    "sifa_biformer_tiny": (1, 8, 224), "sifa_dilateformer_tiny": (1, 8, 224),
+    "sifa_cswin_nano": (16, 8, 64), "sifa_biformer_tiny": (1, 8, 224), "sifa_dilateformer_tiny": (1, 8, 224),
+    "sifa_cswin_tiny": (1, 8, 224),
 }
 
 
@@ -84,8 +90,8 @@ def one_mixer(case: str, impl: str, device: str, repeats: int) -> dict:
     module = factory().to(device)
     x = torch.randn(FRAMES, side, side, channels, device=device, requires_grad=True)
     grad_out = torch.randn_like(x)
-    forward = {"ours": lambda t: module(t),
-               "official": (lambda t: official_bra(module, t)) if "BRA" in case else (lambda t: official_msda(module, t))}[impl]
+    official = OFFICIAL[case.split()[0]]
+    forward = {"ours": lambda t: module(t), "official": lambda t: official(module, t)}[impl]
 
     def step():
         x.grad = None
@@ -136,6 +142,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--only", choices=["mixers", "models"], help="print one of the two tables")
+    parser.add_argument("--match", default="", help="only the layers / models whose name contains this")
     args = parser.parse_args()
     memory = "CUDA peak allocated" if args.device == "cuda" else "peak RSS growth"
     print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, "
@@ -151,6 +158,8 @@ def mixer_table(args) -> None:
     print("| layer | map | ours ms | official ms | speed-up | ours MiB | official MiB | memory ratio | same output |")
     print("|---|---|---|---|---|---|---|---|---|")
     for case, (_, side, channels) in CASES.items():
+        if args.match not in case:
+            continue
         ours = subprocess_json("_mixer", case, "ours", args.device, str(args.repeats))
         official = subprocess_json("_mixer", case, "official", args.device, str(args.repeats))
         same = all(abs(a - b) <= 1e-4 * max(1.0, abs(b)) for a, b in zip(ours["checksum"], official["checksum"]))
@@ -164,6 +173,8 @@ def model_table(args) -> None:
     print("| model | clips x frames x size | train clips/s | inference clips/s | train step peak MiB |")
     print("|---|---|---|---|---|")
     for name, (clips, frames, side) in VIDEO_MODELS.items():
+        if args.match.lower() not in name:
+            continue
         r = subprocess_json("_model", name, args.device, str(args.repeats))
         print(f"| {name} | {clips}x{frames}x{side}² | {r['train']:.2f} | {r['infer']:.2f} | {r['peak'] / 2**20:.0f} |")
 

@@ -96,3 +96,31 @@ def routing_margin(q, k, n_win, topk, scale):
     s = logits[:, has_pixels].sort(dim=-1, descending=True).values  # queries of empty regions do not exist
     gap = s[..., topk - 1] - s[..., topk]
     return torch.nan_to_num(gap, nan=math.inf).min().item()  # -inf - -inf: only empty regions left
+
+
+def stripe_attention_reference(q, k, v, window_h, window_w, num_heads, scale, lepe_weight, lepe_bias):
+    """CSWin branch core. q, k, v ``(B, H, W, C)``. Windows of ``window_h x window_w`` pixels (None:
+    the whole height / width) from the top-left corner, the last ones cut by the map's border; each
+    pixel attends (per head) to the pixels of its window, plus LePE: the 3x3 depthwise conv of V
+    summed over the neighbours that lie in the same window (and in the map), plus its bias."""
+    B, H, W, C = q.shape
+    hs, ws = window_h or H, window_w or W
+    window = torch.tensor([(y // hs) * (-(-W // ws)) + x // ws for y in range(H) for x in range(W)])
+    same = window[:, None] == window[None, :]
+    d = C // num_heads
+    flat = lambda t: t.reshape(B, H * W, C)  # noqa: E731
+    heads = []
+    for m in range(num_heads):
+        chunk = slice(m * d, (m + 1) * d)
+        scores = (flat(q)[..., chunk] @ flat(k)[..., chunk].transpose(-1, -2)) * scale
+        heads.append(scores.masked_fill(~same, -math.inf).softmax(-1) @ flat(v)[..., chunk])
+    out = torch.cat(heads, -1).reshape(B, H, W, C)
+    lepe = torch.zeros_like(out) + (0 if lepe_bias is None else lepe_bias)
+    for y in range(H):
+        for x in range(W):
+            for i in range(3):
+                for j in range(3):
+                    yy, xx = y + i - 1, x + j - 1
+                    if 0 <= yy < H and 0 <= xx < W and window[yy * W + xx] == window[y * W + x]:
+                        lepe[:, y, x] = lepe[:, y, x] + lepe_weight[:, 0, i, j] * v[:, yy, xx]
+    return out + lepe

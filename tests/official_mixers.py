@@ -58,3 +58,48 @@ def official_msda(module, x):
     return module.proj(torch.cat(outs, dim=-1))
 
 
+
+
+def _official_lepe_attention(qkv, get_v, H, W, H_sp, W_sp, heads, scale):
+    """CSWin ``LePEAttention.forward`` on ``qkv`` ``(3, B, H*W, C)``: img2windows of q and k,
+    ``get_lepe`` of v window by window, explicit ``softmax(q k^T) v + lepe``, windows2img."""
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    B, L, C = q.shape
+
+    def im2cswin(t):
+        t = t.transpose(-2, -1).contiguous().view(B, C, H, W)
+        t = t.view(B, C, H // H_sp, H_sp, W // W_sp, W_sp).permute(0, 2, 4, 3, 5, 1).contiguous()
+        t = t.reshape(-1, H_sp * W_sp, C)
+        return t.reshape(-1, H_sp * W_sp, heads, C // heads).permute(0, 2, 1, 3).contiguous()
+
+    def get_lepe(t):
+        t = t.transpose(-2, -1).contiguous().view(B, C, H, W)
+        t = t.view(B, C, H // H_sp, H_sp, W // W_sp, W_sp).permute(0, 2, 4, 1, 3, 5).contiguous()
+        t = t.reshape(-1, C, H_sp, W_sp)
+        lepe = get_v(t).reshape(-1, heads, C // heads, H_sp * W_sp).permute(0, 1, 3, 2).contiguous()
+        t = t.reshape(-1, heads, C // heads, H_sp * W_sp).permute(0, 1, 3, 2).contiguous()
+        return t, lepe
+
+    q, k = im2cswin(q), im2cswin(k)
+    v, lepe = get_lepe(v)
+    attn = ((q * scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+    x = (attn @ v) + lepe
+    x = x.transpose(1, 2).reshape(-1, H_sp * W_sp, C)
+    x = x.view(B, H // H_sp, W // W_sp, H_sp, W_sp, -1).permute(0, 1, 3, 2, 4, 5).contiguous().view(B, H, W, -1)
+    return x.view(B, -1, C)
+
+
+def official_cswin(module, x):
+    """CSWin block attention (``CSWinBlock.forward`` between norm1 and the residual). ``module``:
+    our CrossShapedWindowAttention; x ``(B, H, W, C)`` with H, W multiples of the split size."""
+    B, H, W, C = x.shape
+    qkv = module.qkv(x.reshape(B, H * W, C)).reshape(B, -1, 3, C).permute(2, 0, 1, 3)
+    if module.full:
+        out = _official_lepe_attention(qkv, module.attns[0].get_v, H, W, H, W, module.num_heads, module.scale)
+    else:
+        sw, heads = module.split_size, module.num_heads // 2
+        out = torch.cat([
+            _official_lepe_attention(qkv[..., :C // 2], module.attns[0].get_v, H, W, H, sw, heads, module.scale),
+            _official_lepe_attention(qkv[..., C // 2:], module.attns[1].get_v, H, W, sw, W, heads, module.scale)],
+            dim=2)
+    return module.proj(out).reshape(B, H, W, C)

@@ -9,6 +9,7 @@ import torch
 import video_sparse
 from video_sparse.layers.biformer import BiLevelRoutingAttention
 from video_sparse.layers.bottleneck import FrameAttention
+from video_sparse.layers.cswin import CrossShapedWindowAttention
 from video_sparse.layers.dilate import MultiScaleDilatedAttention
 from video_sparse.layers.sifa import FrameSIFA
 from mixer_reference import routing_attention_reference, routing_margin
@@ -17,8 +18,8 @@ from official_mixers import official_bra, official_msda
 
 DATA = Path(__file__).parent / "data"
 TOL = dict(rtol=0, atol=1e-10)
-IMAGE_MODELS = ["biformer_tiny", "biformer_small", "biformer_base",
-                "dilateformer_tiny", "dilateformer_small", "dilateformer_base"]
+IMAGE_MODELS = ["biformer_tiny", "biformer_small", "biformer_base", "dilateformer_tiny", "dilateformer_small",
+                "dilateformer_base", "cswin_tiny", "cswin_small", "cswin_base"]
 
 
 def _outputs_and_grads(fn, module, x, grad_out):
@@ -95,7 +96,7 @@ def test_image_backbones_have_official_keys_shapes_and_parameter_counts(name):
     assert ours == official["state_dict"]
 
 
-@pytest.mark.parametrize("name", ["biformer_tiny", "dilateformer_tiny"])
+@pytest.mark.parametrize("name", ["biformer_tiny", "dilateformer_tiny", "cswin_tiny"])
 def test_official_checkpoint_loads_into_image_and_video_models(name, tmp_path):
     official = json.loads((DATA / f"{name}.json").read_text())["state_dict"]
     g = torch.Generator().manual_seed(0)
@@ -124,7 +125,7 @@ def test_official_checkpoint_loads_into_image_and_video_models(name, tmp_path):
     assert all(".temporal." in k or k.startswith("head") for k in report.missing), report.missing
 
 
-@pytest.mark.parametrize("name", ["sifa_biformer_nano", "sifa_dilateformer_nano"])
+@pytest.mark.parametrize("name", ["sifa_biformer_nano", "sifa_dilateformer_nano", "sifa_cswin_nano"])
 def test_video_models_any_clip_length_and_size(name):
     model = video_sparse.build_model(name, num_classes=5).eval()
     with torch.no_grad():
@@ -133,7 +134,7 @@ def test_video_models_any_clip_length_and_size(name):
             assert main.shape == dual.shape == (2, 5) and torch.isfinite(main).all()
 
 
-@pytest.mark.parametrize("name", ["sifa_biformer_tiny", "sifa_dilateformer_tiny"])
+@pytest.mark.parametrize("name", ["sifa_biformer_tiny", "sifa_dilateformer_tiny", "sifa_cswin_tiny"])
 def test_sifa_sits_after_the_attention_of_the_last_two_stages(name):
     model = video_sparse.build_model(name, num_classes=5)
     parts = model.backbone.stage_parts()
@@ -145,7 +146,7 @@ def test_sifa_sits_after_the_attention_of_the_last_two_stages(name):
                                      for b in blocks)
 
 
-@pytest.mark.parametrize("name", ["c2d_biformer_nano", "c2d_dilateformer_nano"])
+@pytest.mark.parametrize("name", ["c2d_biformer_nano", "c2d_dilateformer_nano", "c2d_cswin_nano"])
 def test_baselines_are_blind_to_frame_order(name):
     model = video_sparse.build_model(name, num_classes=4).eval()
     x = torch.randn(2, 3, 6, 32, 32)
@@ -191,7 +192,8 @@ def test_layer_ids_cover_every_parameter_in_order():
     assert set(ids.values()) == set(range(model.num_lr_layers))
 
 
-@pytest.mark.parametrize("mixer,cls", [("bra", BiLevelRoutingAttention), ("msda", MultiScaleDilatedAttention)])
+@pytest.mark.parametrize("mixer,cls", [("bra", BiLevelRoutingAttention), ("msda", MultiScaleDilatedAttention),
+                                       ("cswin", CrossShapedWindowAttention)])
 def test_hybrid_resnet_uses_the_mixer_in_gc_blocks_of_layers_3_and_4(mixer, cls):
     model = video_sparse.build_model("c2d_sifa_r50", num_classes=5, spatial_mixer=mixer)
     for layer in ("layer3", "layer4", "layer4_dual"):
@@ -204,13 +206,12 @@ def test_hybrid_resnet_uses_the_mixer_in_gc_blocks_of_layers_3_and_4(mixer, cls)
     assert model.layer3[0].conv2.stride == 2 and model.layer4_dual[0].conv2.stride == 1
 
 
-@pytest.mark.parametrize("mixer", ["bra", "msda"])
-def test_small_hybrid_trains_a_step(mixer):
+@pytest.mark.parametrize("mixer,output", [("bra", "wo"), ("msda", "proj"), ("cswin", "proj")])
+def test_small_hybrid_trains_a_step(mixer, output):
     model = video_sparse.build_model("sifa_small", num_classes=3, spatial_mixer=mixer)
     main, dual = model(torch.randn(2, 3, 4, 64, 64))
     (main.sum() + dual.sum()).backward()
-    assert model.layer4[0].conv2.attn.proj.weight.grad is not None if mixer == "msda" else \
-        model.layer4[0].conv2.attn.wo.weight.grad is not None
+    assert getattr(model.layer4[0].conv2.attn, output).weight.grad is not None
 
 
 def test_bad_spatial_mixer_is_named():
@@ -219,6 +220,7 @@ def test_bad_spatial_mixer_is_named():
 
 
 @pytest.mark.parametrize("model", [["model=sifa_biformer_nano"], ["model=c2d_dilateformer_nano"],
+                                   ["model=sifa_cswin_nano"],
                                    ["model=sifa_small", "model.spatial_mixer=msda"]])
 def test_train_app_runs_the_new_models(model, tiny_overrides, tmp_path):
     run_app("train.py", [*tiny_overrides, *model, f"hydra.run.dir={tmp_path}/run"], tmp_path)

@@ -13,6 +13,7 @@ import torch.nn as nn
 
 from ..layers.biformer import BiLevelRoutingAttention
 from ..layers.bottleneck import C2DBottleneck, GCBottleneck
+from ..layers.cswin import CrossShapedWindowAttention
 from ..layers.dilate import MultiScaleDilatedAttention
 from ..layers.frame_skip import skip_frames
 from ..layers.heads import build_head
@@ -56,6 +57,8 @@ class C2DResNet(nn.Module):
             heads = max(planes // spec.mixer_head_dim, 1)
             if spec.spatial_mixer == "bra":
                 return BiLevelRoutingAttention(planes, heads, spec.bra_n_win, planes, spec.bra_topk)
+            if spec.spatial_mixer == "cswin":
+                return CrossShapedWindowAttention(planes, heads, spec.cswin_split)
             return MultiScaleDilatedAttention(planes, heads, spec.msda_dilations)
 
         def stage(in_channels, number, stride):

@@ -22,8 +22,9 @@ from ..layers.frame_skip import skip_frames
 from ..layers.heads import build_head
 from ..layers.sifa import FrameSIFA
 from .biformer import BiFormer
+from .cswin import CSWin
 from .dilateformer import DilateFormer
-from .specs import PerFrameVideoSpec, SIFABiFormerSpec, SIFADilateFormerSpec
+from .specs import PerFrameVideoSpec, SIFABiFormerSpec, SIFACSWinSpec, SIFADilateFormerSpec
 
 
 class SIFATransformer(nn.Module):
@@ -131,3 +132,8 @@ def sifa_biformer(spec: SIFABiFormerSpec, num_classes: int) -> SIFATransformer:
 def sifa_dilateformer(spec: SIFADilateFormerSpec, num_classes: int) -> SIFATransformer:
     """DilateFormer (the spec's backbone fields) per frame, in a :class:`SIFATransformer`."""
     return SIFATransformer(DilateFormer(spec, num_classes=0), spec, num_classes)
+
+
+def sifa_cswin(spec: SIFACSWinSpec, num_classes: int) -> SIFATransformer:
+    """CSWin (the spec's backbone fields) per frame, in a :class:`SIFATransformer`."""
+    return SIFATransformer(CSWin(spec, num_classes=0), spec, num_classes)

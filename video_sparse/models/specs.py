@@ -52,12 +52,14 @@ class C2DResNetSpec(Spec):
     sifa_normalize: str = option("none", "weights of the taps: none (official 1/C scale) | softmax",
                                  choices=("none", "softmax"))
     spatial_mixer: str = option("conv", "spatial mixer of the GC blocks of mixer_stages: conv (1x3x3) | bra "
-                                "(BiFormer) | msda (DilateFormer), applied per frame", choices=("conv", "bra", "msda"))
+                                "(BiFormer) | msda (DilateFormer) | cswin (CSWin), applied per frame",
+                                choices=("conv", "bra", "msda", "cswin"))
     mixer_stages: Tuple[int, ...] = option((3, 4), "stages (1-based) whose GC blocks take spatial_mixer", ge=1, le=4)
     mixer_head_dim: int = option(32, "channels per attention head of spatial_mixer", ge=1)
     bra_n_win: int = option(7, "BRA: routing regions per side", ge=1)
     bra_topk: int = option(16, "BRA: regions each region attends to", ge=1)
     msda_dilations: Tuple[int, ...] = option((1, 2, 3, 4), "MSDA: one channel group per dilation", ge=1)
+    cswin_split: int = option(7, "CSWin: stripe width (half the heads in vertical, half in horizontal stripes)", ge=1)
     head: str = option("pool", "pool: (T, H, W) average -> linear (official) | spatial: T average -> 3x3 convs "
                        "-> linear", choices=HEADS)
     head_width: int = option(128, "width of the spatial head", ge=1)
@@ -99,6 +101,21 @@ class DilateFormerSpec(Spec):
 
 
 @dataclass
+class CSWinSpec(Spec):
+    """CSWin Transformer image backbone (:class:`~video_sparse.models.cswin.CSWin`)."""
+
+    builder: ClassVar[str] = "video_sparse.models.cswin:CSWin"
+    embed_dim: int = option(64, "channels of stage 1 (doubled per stage)", ge=1)
+    depth: Tuple[int, ...] = option((1, 2, 21, 1), "blocks per stage", ge=1)
+    split_size: Tuple[int, ...] = option((1, 2, 7, 7), "stripe width per stage (the last stage attends to the "
+                                         "whole map)", ge=1)
+    num_heads: Tuple[int, ...] = option((2, 4, 8, 16), "attention heads per stage (half per stripe direction)", ge=1)
+    mlp_ratio: float = option(4.0, "MLP width / channels", gt=0)
+    merge_strides: Tuple[int, ...] = option((2, 2, 2), "strides of the merging convs into stages 2-4", ge=1)
+    drop_path_rate: float = option(0.0, "stochastic depth, linear from 0 over all blocks", ge=0, lt=1)
+
+
+@dataclass
 class PerFrameVideoSpec(Spec):
     """The video part of a per-frame pyramid transformer with SIFA
     (:class:`~video_sparse.models.sifa_transformer.SIFATransformer`)."""
@@ -127,3 +144,10 @@ class SIFADilateFormerSpec(PerFrameVideoSpec, DilateFormerSpec):
     """DilateFormer per frame + SIFA in the last stages + dual branch."""
 
     builder: ClassVar[str] = "video_sparse.models.sifa_transformer:sifa_dilateformer"
+
+
+@dataclass
+class SIFACSWinSpec(PerFrameVideoSpec, CSWinSpec):
+    """CSWin per frame + SIFA in the last stages + dual branch."""
+
+    builder: ClassVar[str] = "video_sparse.models.sifa_transformer:sifa_cswin"

@@ -39,7 +39,7 @@ class LoadReport:
 
 def _state_dict_of(obj) -> dict[str, torch.Tensor]:
     if isinstance(obj, dict):
-        for key in ("model", "state_dict", "model_state"):
+        for key in ("model", "state_dict", "model_state", "state_dict_ema"):  # state_dict_ema: CSWin's files
             if key in obj and isinstance(obj[key], dict):
                 return _state_dict_of(obj[key])
         if all(isinstance(v, torch.Tensor) for v in obj.values()):

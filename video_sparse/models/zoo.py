@@ -4,7 +4,8 @@ selects them on the command line (every field of the spec is a ``model.*`` key).
 from __future__ import annotations
 
 from .registry import register_variant
-from .specs import (BiFormerSpec, C2DResNetSpec, DilateFormerSpec, SIFABiFormerSpec, SIFADilateFormerSpec)
+from .specs import (BiFormerSpec, C2DResNetSpec, CSWinSpec, DilateFormerSpec, SIFABiFormerSpec, SIFACSWinSpec,
+                    SIFADilateFormerSpec)
 
 # ----------------------------------------------------------------------------- C2D / SIFA-Net ResNets
 # Stages at strides 4, 4, 8, 8 of a 64 px clip: SIFA runs on 16x16 and 8x8 maps, where a step of the
@@ -46,6 +47,13 @@ for size, params in (("tiny", "17.24"), ("small", "24.06"), ("base", "47.43")):
     register_variant(f"dilateformer_{size}", DilateFormerSpec(**DILATEFORMER[size]), 1000,
                      f"DilateFormer-{size[0].upper()} image backbone, official configuration ({params} M parameters "
                      "at 1000 classes); input (N, 3, H, W).")
+CSWIN = {"tiny": dict(embed_dim=64, depth=(1, 2, 21, 1), num_heads=(2, 4, 8, 16)),
+         "small": dict(embed_dim=64, depth=(2, 4, 32, 2), num_heads=(2, 4, 8, 16)),
+         "base": dict(embed_dim=96, depth=(2, 4, 32, 2), num_heads=(4, 8, 16, 32))}
+for size, params in (("tiny", "22.32"), ("small", "34.64"), ("base", "77.38")):
+    register_variant(f"cswin_{size}", CSWinSpec(**CSWIN[size]), 1000,
+                     f"CSWin-{size[0].upper()} image backbone, official configuration ({params} M parameters at "
+                     "1000 classes); input (N, 3, H, W), any size.")
 
 # ----------------------------------------------------------------------------- per-frame transformers + SIFA
 ORDER_BLIND = dict(sifa_stages=(), dual=False)
@@ -55,6 +63,10 @@ for size in ("tiny", "small"):
     register_variant(f"sifa_dilateformer_{size}", SIFADilateFormerSpec(**DILATEFORMER[size]), 400,
                      f"DilateFormer-{size[0].upper()} per frame + SIFA after the attention of stages 3-4 + dual "
                      "branch.")
+    register_variant(f"sifa_cswin_{size}", SIFACSWinSpec(**CSWIN[size], drop_path_rate=0.1), 400,
+                     f"CSWin-{size[0].upper()} per frame + SIFA after the attention of stages 3-4 + dual branch.")
+register_variant("c2d_cswin_tiny", SIFACSWinSpec(**CSWIN["tiny"], drop_path_rate=0.1, **ORDER_BLIND), 400,
+                 "CSWin-T per frame, order-blind: the baseline of sifa_cswin_tiny.")
 register_variant("c2d_biformer_tiny", SIFABiFormerSpec(**BIFORMER["tiny"], drop_path_rate=0.1, **ORDER_BLIND), 400,
                  "BiFormer-T per frame, order-blind (no SIFA, no dual branch): the baseline of sifa_biformer_tiny.")
 register_variant("c2d_dilateformer_tiny", SIFADilateFormerSpec(**DILATEFORMER["tiny"], **ORDER_BLIND), 400,
@@ -67,6 +79,12 @@ BIFORMER_NANO = dict(depth=(1, 1, 1, 1), embed_dim=(16, 32, 64, 64), n_win=4, to
                      downsample_strides=(1, 1, 2), **NANO_VIDEO)
 DILATEFORMER_NANO = dict(embed_dim=12, depths=(1, 1, 1, 1), num_heads=(3, 3, 6, 6), merge_strides=(1, 1, 2),
                          stem_width=8, drop_path_rate=0.0, **NANO_VIDEO)
+CSWIN_NANO = dict(embed_dim=16, depth=(1, 1, 1, 1), split_size=(2, 2, 4, 8), num_heads=(2, 2, 4, 4), mlp_ratio=2.0,
+                  merge_strides=(1, 1, 2), **NANO_VIDEO)
+register_variant("sifa_cswin_nano", SIFACSWinSpec(**CSWIN_NANO), 10,
+                 "CPU-sized SIFA-CSWin for the motion benchmark (64 px clips).")
+register_variant("c2d_cswin_nano", SIFACSWinSpec(**CSWIN_NANO, **ORDER_BLIND), 10,
+                 "sifa_cswin_nano without SIFA and the dual branch: order-blind.")
 register_variant("sifa_biformer_nano", SIFABiFormerSpec(**BIFORMER_NANO), 10,
                  "CPU-sized SIFA-BiFormer for the motion benchmark (64 px clips).")
 register_variant("c2d_biformer_nano", SIFABiFormerSpec(**BIFORMER_NANO, **ORDER_BLIND), 10,
