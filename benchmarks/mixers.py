@@ -1,17 +1,20 @@
-"""BRA, MSDA and CSWin: forward+backward time and peak memory, ours vs the official formulations, at
-the official stage shapes for a video batch of 8 frames; then end-to-end clips/s of the video models.
+"""BRA, MSDA, CSWin and Slide: forward+backward time and peak memory, ours vs the official
+formulations, at the official stage shapes for a video batch of 8 frames; Slide's inference with and
+without re-parameterisation; then end-to-end clips/s of the video models.
 
     python benchmarks/mixers.py [--repeats 5] [--device cpu|cuda] [--only mixers|models] [--match CSWin]
 
 Peers (tests/official_mixers.py): BiFormer's gather-based BRA (ops/bra_legacy.py),
-DilateFormer's unfold-based MSDA and CSWin's img2windows / get_lepe stripe attention
-(models/cswin.py, LePEAttention), re-implemented on the parameters of our modules; the outputs are
+DilateFormer's unfold-based MSDA, CSWin's img2windows / get_lepe stripe attention
+(models/cswin.py, LePEAttention) and Slide-Swin's two-convolution SlideAttention (one-hot
+``dep_conv`` + ``dep_conv1``), re-implemented on the parameters of our modules; the outputs are
 compared in the same run. Each measurement runs in a fresh subprocess: the median of ``repeats``
 forward+backward passes after one warm-up, and the peak memory of the pass — the CUDA allocator's
 peak on cuda, the growth of the process's peak RSS over its resident size before the first pass on
 cpu. Module shapes: BiFormer-T stages 1/2/3 = 64/128/256 channels at 56²/28²/14² (n_win 7,
 top-k 1/4/16, 2/4/8 heads); DilateFormer-T stages 1/2 = 72/144 channels at 56²/28² (3/6 heads,
-dilations 1, 2, 3); CSWin-T stages 1/2 = 64/128 channels at 56²/28² (stripes 1/2, 2/4 heads).
+dilations 1, 2, 3); CSWin-T stages 1/2 = 64/128 channels at 56²/28² (stripes 1/2, 2/4 heads);
+Slide-Swin-T stages 1/2 = 96/192 channels at 56²/28² (3/6 heads, 3x3 neighbourhoods).
 """
 from __future__ import annotations
 
@@ -34,7 +37,8 @@ import video_sparse  # noqa: E402
 from video_sparse.layers.biformer import BiLevelRoutingAttention  # noqa: E402
 from video_sparse.layers.cswin import CrossShapedWindowAttention  # noqa: E402
 from video_sparse.layers.dilate import MultiScaleDilatedAttention  # noqa: E402
-from official_mixers import official_bra, official_cswin, official_msda  # noqa: E402
+from video_sparse.layers.slide import SlideAttention  # noqa: E402
+from official_mixers import official_bra, official_cswin, official_msda, official_slide  # noqa: E402
 
 FRAMES = 8
 CASES = {  # name: (module factory, map side, channels)
@@ -45,12 +49,14 @@ CASES = {  # name: (module factory, map side, channels)
     "MSDA DilateFormer-T stage 2": (lambda: MultiScaleDilatedAttention(144, 6, (1, 2, 3)), 28, 144),
     "CSWin CSWin-T stage 1": (lambda: CrossShapedWindowAttention(64, 2, 1), 56, 64),
     "CSWin CSWin-T stage 2": (lambda: CrossShapedWindowAttention(128, 4, 2), 28, 128),
+    "Slide Slide-Swin-T stage 1": (lambda: SlideAttention(96, 3), 56, 96),
+    "Slide Slide-Swin-T stage 2": (lambda: SlideAttention(192, 6), 28, 192),
 }
-OFFICIAL = {"BRA": official_bra, "MSDA": official_msda, "CSWin": official_cswin}
+OFFICIAL = {"BRA": official_bra, "MSDA": official_msda, "CSWin": official_cswin, "Slide": official_slide}
 VIDEO_MODELS = {  # name: (clips, frames, side)
     "sifa_biformer_nano": (16, 8, 64), "sifa_dilateformer_nano": (16, 8, 64),
     "sifa_cswin_nano": (16, 8, 64), "sifa_biformer_tiny": (1, 8, 224), "sifa_dilateformer_tiny": (1, 8, 224),
-    "sifa_cswin_tiny": (1, 8, 224),
+    "sifa_cswin_tiny": (1, 8, 224), "sifa_slide_nano": (16, 8, 64), "sifa_slide_tiny": (1, 8, 224),
 }
 
 
@@ -105,6 +111,28 @@ def one_mixer(case: str, impl: str, device: str, repeats: int) -> dict:
     return result
 
 
+def one_slide_inference(case: str, form: str, device: str, repeats: int) -> dict:
+    """Subprocess body: Slide attention forward without gradients: the official two-convolution
+    form, or ours re-parameterised."""
+    factory, side, channels = CASES[case]
+    torch.manual_seed(0)
+    module = factory().to(device).eval()
+    torch.nn.init.normal_(module.dep_conv1.bias)  # biases as a trained model has them
+    forward = (lambda t: official_slide(module, t)) if form == "official two-path" else module
+    if form == "re-parameterised":
+        module.reparameterize()
+    x = torch.randn(FRAMES, side, side, channels, device=device)
+
+    def infer():
+        with torch.no_grad():
+            forward(x)
+
+    result = measure(infer, device, repeats)
+    with torch.no_grad():
+        result["checksum"] = [forward(x).double().sum().item()]
+    return result
+
+
 def one_model(name: str, device: str, repeats: int) -> dict:
     clips, frames, side = VIDEO_MODELS[name]
     torch.manual_seed(0)
@@ -149,6 +177,7 @@ def main() -> None:
           f"median of {args.repeats}; memory: {memory}\n")
     if args.only != "models":
         mixer_table(args)
+        slide_inference_table(args)
     if args.only != "mixers":
         model_table(args)
 
@@ -168,6 +197,21 @@ def mixer_table(args) -> None:
               f"{official['peak'] / 2**20:.0f} | {ours['peak'] / official['peak']:.2f}x | {'yes' if same else 'NO'} |")
 
 
+def slide_inference_table(args) -> None:
+    print(f"\nSlide attention inference (no gradients) on {FRAMES} frames: the official two-convolution form vs "
+          "ours re-parameterised\n")
+    print("| layer | map | official two-path ms | ours re-parameterised ms | speed-up | same output |")
+    print("|---|---|---|---|---|---|")
+    for case, (_, side, channels) in CASES.items():
+        if not case.startswith("Slide") or args.match not in case:
+            continue
+        two = subprocess_json("_slide", case, "official two-path", args.device, str(args.repeats))
+        merged = subprocess_json("_slide", case, "re-parameterised", args.device, str(args.repeats))
+        same = abs(two["checksum"][0] - merged["checksum"][0]) <= 1e-4 * max(1.0, abs(two["checksum"][0]))
+        print(f"| {case} | {FRAMES}x{channels}x{side}² | {two['seconds'] * 1e3:.1f} | {merged['seconds'] * 1e3:.1f} | "
+              f"{two['seconds'] / merged['seconds']:.2f}x | {'yes' if same else 'NO'} |")
+
+
 def model_table(args) -> None:
     print("\nvideo models, 400 classes: AdamW training step and inference\n")
     print("| model | clips x frames x size | train clips/s | inference clips/s | train step peak MiB |")
@@ -182,6 +226,8 @@ def model_table(args) -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_mixer":
         print(json.dumps(one_mixer(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))))
+    elif len(sys.argv) > 1 and sys.argv[1] == "_slide":
+        print(json.dumps(one_slide_inference(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))))
     elif len(sys.argv) > 1 and sys.argv[1] == "_model":
         print(json.dumps(one_model(sys.argv[2], sys.argv[3], int(sys.argv[4]))))
     else:

@@ -124,3 +124,39 @@ def stripe_attention_reference(q, k, v, window_h, window_w, num_heads, scale, le
                     if 0 <= yy < H and 0 <= xx < W and window[yy * W + xx] == window[y * W + x]:
                         lepe[:, y, x] = lepe[:, y, x] + lepe_weight[:, 0, i, j] * v[:, yy, xx]
     return out + lepe
+
+
+def slide_attention_reference(q, k, v, num_heads, fixed_bias, deform_weight, deform_bias, key_bias, kernel_size=3):
+    """Slide attention core, pixel by pixel. q, k, v ``(B, C, H, W)`` (q scaled). For neighbour ``i``
+    at offset ``(di, dj)``: key/value = the map at that offset (0 outside) + ``fixed_bias[c * ka² + i]``
+    + sum over the ka x ka window around that pixel of ``deform_weight[c * ka² + i]`` times the map
+    (0 outside) + ``deform_bias[c * ka² + i]``; keys also + ``key_bias[h, i]``; softmax over i."""
+    B, C, H, W = q.shape
+    hd, taps, p = C // num_heads, kernel_size * kernel_size, kernel_size // 2
+
+    def at(t, b, ch, y, x):
+        return t[b, ch, y, x] if 0 <= y < H and 0 <= x < W else t.new_zeros(())
+
+    out = torch.zeros_like(q)
+    for b in range(B):
+        for h in range(num_heads):
+            for y in range(H):
+                for x in range(W):
+                    logits, vals = [], []
+                    for i in range(taps):
+                        di, dj = i // kernel_size - p, i % kernel_size - p
+                        key, val = [], []
+                        for c in range(hd):
+                            ch, o = h * hd + c, c * taps + i
+                            conv_k = sum(deform_weight[o, 0, a, e] * at(k, b, ch, y + a - p, x + e - p)
+                                         for a in range(kernel_size) for e in range(kernel_size))
+                            conv_v = sum(deform_weight[o, 0, a, e] * at(v, b, ch, y + a - p, x + e - p)
+                                         for a in range(kernel_size) for e in range(kernel_size))
+                            key.append(at(k, b, ch, y + di, x + dj) + fixed_bias[o] + conv_k + deform_bias[o]
+                                       + key_bias[0, h, 0, i, 0, 0])
+                            val.append(at(v, b, ch, y + di, x + dj) + fixed_bias[o] + conv_v + deform_bias[o])
+                        logits.append(sum(q[b, h * hd + c, y, x] * key[c] for c in range(hd)))
+                        vals.append(torch.stack(val))
+                    attn = torch.stack(logits).softmax(0)
+                    out[b, h * hd:(h + 1) * hd, y, x] = (attn[:, None] * torch.stack(vals)).sum(0)
+    return out

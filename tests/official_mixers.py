@@ -103,3 +103,22 @@ def official_cswin(module, x):
             _official_lepe_attention(qkv[..., C // 2:], module.attns[1].get_v, H, W, sw, W, heads, module.scale)],
             dim=2)
     return module.proj(out).reshape(B, H, W, C)
+
+
+def official_slide(module, x):
+    """Slide-Swin ``SlideAttention.forward`` (slide stages: the window is the whole map, shift 0):
+    per-head ``[q|k|v]`` channels, q scaled, keys and values through the fixed one-hot ``dep_conv``
+    plus the learnable ``dep_conv1`` (two convolutions), the position bias added to the keys,
+    softmax over the ka² neighbours. ``module``: our SlideAttention; x ``(B, H, W, C)``."""
+    B, H, W, C = x.shape
+    heads, ka = module.num_heads, module.kernel_size
+    hd = C // heads
+    qkv = module.qkv(x).permute(0, 3, 1, 2).reshape(B * heads, 3 * hd, H, W)
+    q, k, v = qkv[:, :hd], qkv[:, hd:2 * hd], qkv[:, 2 * hd:]
+    q = q.reshape(B, heads, hd, 1, H, W) * module.scale
+    k = (module.dep_conv(k) + module.dep_conv1(k)).reshape(B, heads, hd, ka * ka, H, W)
+    v = (module.dep_conv(v) + module.dep_conv1(v)).reshape(B, heads, hd, ka * ka, H, W)
+    k = k + module.relative_position_bias_table
+    attn = (q * k).sum(2, keepdim=True).softmax(dim=3)
+    out = (attn * v).sum(3).reshape(B, C, H, W).permute(0, 2, 3, 1)
+    return module.proj(out)

@@ -12,6 +12,7 @@ from video_sparse.layers.bottleneck import FrameAttention
 from video_sparse.layers.cswin import CrossShapedWindowAttention
 from video_sparse.layers.dilate import MultiScaleDilatedAttention
 from video_sparse.layers.sifa import FrameSIFA
+from video_sparse.layers.slide import SlideAttention
 from mixer_reference import routing_attention_reference, routing_margin
 from conftest import run_app
 from official_mixers import official_bra, official_msda
@@ -19,7 +20,8 @@ from official_mixers import official_bra, official_msda
 DATA = Path(__file__).parent / "data"
 TOL = dict(rtol=0, atol=1e-10)
 IMAGE_MODELS = ["biformer_tiny", "biformer_small", "biformer_base", "dilateformer_tiny", "dilateformer_small",
-                "dilateformer_base", "cswin_tiny", "cswin_small", "cswin_base"]
+                "dilateformer_base", "cswin_tiny", "cswin_small", "cswin_base", "slide_swin_tiny", "slide_swin_small",
+                "slide_swin_base"]
 
 
 def _outputs_and_grads(fn, module, x, grad_out):
@@ -96,11 +98,18 @@ def test_image_backbones_have_official_keys_shapes_and_parameter_counts(name):
     assert ours == official["state_dict"]
 
 
-@pytest.mark.parametrize("name", ["biformer_tiny", "dilateformer_tiny", "cswin_tiny"])
-def test_official_checkpoint_loads_into_image_and_video_models(name, tmp_path):
+@pytest.mark.parametrize("name,video_name", [("biformer_tiny", "sifa_biformer_tiny"),
+                                             ("dilateformer_tiny", "sifa_dilateformer_tiny"),
+                                             ("cswin_tiny", "sifa_cswin_tiny"), ("slide_swin_tiny", "sifa_slide_tiny")])
+def test_official_checkpoint_loads_into_image_and_video_models(name, video_name, tmp_path):
     official = json.loads((DATA / f"{name}.json").read_text())["state_dict"]
     g = torch.Generator().manual_seed(0)
     state = {k: torch.randn(s, generator=g) if s else torch.tensor(5) for k, s in official.items()}
+    model = video_sparse.build_model(name, num_classes=1000)
+    fixed = {k for k, p in model.named_parameters() if not p.requires_grad}  # Slide's one-hot shift kernels
+    for k, v in model.state_dict().items():
+        if not v.is_floating_point() or k in fixed:  # and Swin's relative_position_index: indices
+            state[k] = v
     path = tmp_path / f"{name}_in1k.pth"
     torch.save({"model": state}, path)  # the official files hold {"model": state_dict}
 
@@ -109,7 +118,7 @@ def test_official_checkpoint_loads_into_image_and_video_models(name, tmp_path):
     assert report.missing == report.unexpected == report.mismatched == []
     torch.testing.assert_close(image.state_dict()["head.weight"], state["head.weight"])
 
-    video = video_sparse.build_model("sifa_" + name, num_classes=7, pretrained=str(path))
+    video = video_sparse.build_model(video_name, num_classes=7, pretrained=str(path))
     loaded = video.state_dict()
     for k, v in state.items():
         if not k.startswith("head."):
@@ -125,7 +134,7 @@ def test_official_checkpoint_loads_into_image_and_video_models(name, tmp_path):
     assert all(".temporal." in k or k.startswith("head") for k in report.missing), report.missing
 
 
-@pytest.mark.parametrize("name", ["sifa_biformer_nano", "sifa_dilateformer_nano", "sifa_cswin_nano"])
+@pytest.mark.parametrize("name", ["sifa_biformer_nano", "sifa_dilateformer_nano", "sifa_cswin_nano", "sifa_slide_nano"])
 def test_video_models_any_clip_length_and_size(name):
     model = video_sparse.build_model(name, num_classes=5).eval()
     with torch.no_grad():
@@ -134,7 +143,7 @@ def test_video_models_any_clip_length_and_size(name):
             assert main.shape == dual.shape == (2, 5) and torch.isfinite(main).all()
 
 
-@pytest.mark.parametrize("name", ["sifa_biformer_tiny", "sifa_dilateformer_tiny", "sifa_cswin_tiny"])
+@pytest.mark.parametrize("name", ["sifa_biformer_tiny", "sifa_dilateformer_tiny", "sifa_cswin_tiny", "sifa_slide_tiny"])
 def test_sifa_sits_after_the_attention_of_the_last_two_stages(name):
     model = video_sparse.build_model(name, num_classes=5)
     parts = model.backbone.stage_parts()
@@ -146,7 +155,7 @@ def test_sifa_sits_after_the_attention_of_the_last_two_stages(name):
                                      for b in blocks)
 
 
-@pytest.mark.parametrize("name", ["c2d_biformer_nano", "c2d_dilateformer_nano", "c2d_cswin_nano"])
+@pytest.mark.parametrize("name", ["c2d_biformer_nano", "c2d_dilateformer_nano", "c2d_cswin_nano", "c2d_slide_nano"])
 def test_baselines_are_blind_to_frame_order(name):
     model = video_sparse.build_model(name, num_classes=4).eval()
     x = torch.randn(2, 3, 6, 32, 32)
@@ -193,7 +202,7 @@ def test_layer_ids_cover_every_parameter_in_order():
 
 
 @pytest.mark.parametrize("mixer,cls", [("bra", BiLevelRoutingAttention), ("msda", MultiScaleDilatedAttention),
-                                       ("cswin", CrossShapedWindowAttention)])
+                                       ("cswin", CrossShapedWindowAttention), ("slide", SlideAttention)])
 def test_hybrid_resnet_uses_the_mixer_in_gc_blocks_of_layers_3_and_4(mixer, cls):
     model = video_sparse.build_model("c2d_sifa_r50", num_classes=5, spatial_mixer=mixer)
     for layer in ("layer3", "layer4", "layer4_dual"):
@@ -206,7 +215,7 @@ def test_hybrid_resnet_uses_the_mixer_in_gc_blocks_of_layers_3_and_4(mixer, cls)
     assert model.layer3[0].conv2.stride == 2 and model.layer4_dual[0].conv2.stride == 1
 
 
-@pytest.mark.parametrize("mixer,output", [("bra", "wo"), ("msda", "proj"), ("cswin", "proj")])
+@pytest.mark.parametrize("mixer,output", [("bra", "wo"), ("msda", "proj"), ("cswin", "proj"), ("slide", "proj")])
 def test_small_hybrid_trains_a_step(mixer, output):
     model = video_sparse.build_model("sifa_small", num_classes=3, spatial_mixer=mixer)
     main, dual = model(torch.randn(2, 3, 4, 64, 64))

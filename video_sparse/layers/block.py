@@ -21,7 +21,8 @@ class Mlp(nn.Module):
 
 
 class MixerBlock(nn.Module):
-    """``x += dwconv3x3(x)``; ``x += attn(LN(x))``; ``x += mlp(LN(x))`` (LayerNorm eps 1e-6).
+    """``x += dwconv3x3(x)``; ``x += attn(LN(x))``; ``x += mlp(LN(x))`` (BiFormer, DilateFormer:
+    LayerNorm eps 1e-6; Swin-style blocks: ``pos_embed=False``, eps 1e-5).
 
     ``attn`` maps channels-last maps ``(B, H, W, C)`` to the same shape; ``mlp`` acts on the last
     axis. ``temporal`` (None by default; set by video models) is an inter-frame sub-block between
@@ -29,18 +30,20 @@ class MixerBlock(nn.Module):
     Input and output ``(B, C, H, W)`` with ``B`` = clips x frames.
     """
 
-    def __init__(self, dim: int, attn: nn.Module, mlp: nn.Module, drop_path: float = 0.0):
+    def __init__(self, dim: int, attn: nn.Module, mlp: nn.Module, drop_path: float = 0.0, pos_embed: bool = True,
+                 norm_eps: float = 1e-6):
         super().__init__()
-        self.pos_embed = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.pos_embed = nn.Conv2d(dim, dim, 3, padding=1, groups=dim) if pos_embed else None
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
         self.attn = attn
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = mlp
         self.drop_path = StochasticDepth(drop_path, "row") if drop_path > 0 else nn.Identity()
         self.temporal: nn.Module | None = None
 
     def forward(self, x: torch.Tensor, frames: int = 1) -> torch.Tensor:
-        x = x + self.pos_embed(x)
+        if self.pos_embed is not None:
+            x = x + self.pos_embed(x)
         x = x.permute(0, 2, 3, 1)
         x = x + self.drop_path(self.attn(self.norm1(x)))
         if self.temporal is not None:

@@ -18,6 +18,7 @@ from ..layers.dilate import MultiScaleDilatedAttention
 from ..layers.frame_skip import skip_frames
 from ..layers.heads import build_head
 from ..layers.sifa import SIFABottleneck
+from ..layers.slide import SlideAttention
 from .specs import C2DResNetSpec
 
 # Block codes in a stage pattern, cycled over the stage's blocks ("GS": G, S, G, S, ...).
@@ -59,6 +60,8 @@ class C2DResNet(nn.Module):
                 return BiLevelRoutingAttention(planes, heads, spec.bra_n_win, planes, spec.bra_topk)
             if spec.spatial_mixer == "cswin":
                 return CrossShapedWindowAttention(planes, heads, spec.cswin_split)
+            if spec.spatial_mixer == "slide":
+                return SlideAttention(planes, heads)
             return MultiScaleDilatedAttention(planes, heads, spec.msda_dilations)
 
         def stage(in_channels, number, stride):

@@ -1,4 +1,5 @@
-"""Per-frame pyramid transformers with SIFA: the SIFA-Transformer design on BiFormer and DilateFormer.
+"""Per-frame pyramid transformers with SIFA: the SIFA-Transformer design on BiFormer, DilateFormer,
+CSWin and Slide-Swin.
 
 Every frame goes through the image backbone (time folded into the batch); in the blocks of the
 last stages (``sifa_stages``) a :class:`~video_sparse.layers.sifa.FrameSIFA` follows the spatial
@@ -23,8 +24,9 @@ from ..layers.heads import build_head
 from ..layers.sifa import FrameSIFA
 from .biformer import BiFormer
 from .cswin import CSWin
+from .slide_swin import SlideSwin
 from .dilateformer import DilateFormer
-from .specs import PerFrameVideoSpec, SIFABiFormerSpec, SIFACSWinSpec, SIFADilateFormerSpec
+from .specs import PerFrameVideoSpec, SIFABiFormerSpec, SIFACSWinSpec, SIFADilateFormerSpec, SIFASlideSwinSpec
 
 
 class SIFATransformer(nn.Module):
@@ -137,3 +139,8 @@ def sifa_dilateformer(spec: SIFADilateFormerSpec, num_classes: int) -> SIFATrans
 def sifa_cswin(spec: SIFACSWinSpec, num_classes: int) -> SIFATransformer:
     """CSWin (the spec's backbone fields) per frame, in a :class:`SIFATransformer`."""
     return SIFATransformer(CSWin(spec, num_classes=0), spec, num_classes)
+
+
+def sifa_slide_swin(spec: SIFASlideSwinSpec, num_classes: int) -> SIFATransformer:
+    """Slide-Swin (the spec's backbone fields) per frame, in a :class:`SIFATransformer`."""
+    return SIFATransformer(SlideSwin(spec, num_classes=0), spec, num_classes)

@@ -52,8 +52,8 @@ class C2DResNetSpec(Spec):
     sifa_normalize: str = option("none", "weights of the taps: none (official 1/C scale) | softmax",
                                  choices=("none", "softmax"))
     spatial_mixer: str = option("conv", "spatial mixer of the GC blocks of mixer_stages: conv (1x3x3) | bra "
-                                "(BiFormer) | msda (DilateFormer) | cswin (CSWin), applied per frame",
-                                choices=("conv", "bra", "msda", "cswin"))
+                                "(BiFormer) | msda (DilateFormer) | cswin (CSWin) | slide (Slide), applied per frame",
+                                choices=("conv", "bra", "msda", "cswin", "slide"))
     mixer_stages: Tuple[int, ...] = option((3, 4), "stages (1-based) whose GC blocks take spatial_mixer", ge=1, le=4)
     mixer_head_dim: int = option(32, "channels per attention head of spatial_mixer", ge=1)
     bra_n_win: int = option(7, "BRA: routing regions per side", ge=1)
@@ -116,6 +116,22 @@ class CSWinSpec(Spec):
 
 
 @dataclass
+class SlideSwinSpec(Spec):
+    """Slide-Swin image backbone (:class:`~video_sparse.models.slide_swin.SlideSwin`)."""
+
+    builder: ClassVar[str] = "video_sparse.models.slide_swin:SlideSwin"
+    embed_dim: int = option(96, "channels of stage 1 (doubled per stage)", ge=1)
+    depths: Tuple[int, ...] = option((2, 2, 6, 2), "blocks per stage", ge=1)
+    num_heads: Tuple[int, ...] = option((3, 6, 12, 24), "attention heads per stage", ge=1)
+    patch_size: int = option(4, "side and stride of the patch embedding", ge=1)
+    kernel_size: int = option(3, "Slide attention: side of the attended neighbourhood (official ka 3)", ge=1)
+    slide_stages: int = option(2, "stages with Slide attention; the later ones attend to the whole map", ge=0, le=4)
+    img_size: int = option(224, "input size the position-bias tables of the global stages are laid out for", ge=1)
+    mlp_ratio: float = option(4.0, "MLP width / channels", gt=0)
+    drop_path_rate: float = option(0.0, "stochastic depth, linear from 0 over all blocks", ge=0, lt=1)
+
+
+@dataclass
 class PerFrameVideoSpec(Spec):
     """The video part of a per-frame pyramid transformer with SIFA
     (:class:`~video_sparse.models.sifa_transformer.SIFATransformer`)."""
@@ -151,3 +167,10 @@ class SIFACSWinSpec(PerFrameVideoSpec, CSWinSpec):
     """CSWin per frame + SIFA in the last stages + dual branch."""
 
     builder: ClassVar[str] = "video_sparse.models.sifa_transformer:sifa_cswin"
+
+
+@dataclass
+class SIFASlideSwinSpec(PerFrameVideoSpec, SlideSwinSpec):
+    """Slide-Swin per frame + SIFA in the last stages + dual branch."""
+
+    builder: ClassVar[str] = "video_sparse.models.sifa_transformer:sifa_slide_swin"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .registry import register_variant
 from .specs import (BiFormerSpec, C2DResNetSpec, CSWinSpec, DilateFormerSpec, SIFABiFormerSpec, SIFACSWinSpec,
-                    SIFADilateFormerSpec)
+                    SIFADilateFormerSpec, SIFASlideSwinSpec, SlideSwinSpec)
 
 # ----------------------------------------------------------------------------- C2D / SIFA-Net ResNets
 # Stages at strides 4, 4, 8, 8 of a 64 px clip: SIFA runs on 16x16 and 8x8 maps, where a step of the
@@ -54,6 +54,13 @@ for size, params in (("tiny", "22.32"), ("small", "34.64"), ("base", "77.38")):
     register_variant(f"cswin_{size}", CSWinSpec(**CSWIN[size]), 1000,
                      f"CSWin-{size[0].upper()} image backbone, official configuration ({params} M parameters at "
                      "1000 classes); input (N, 3, H, W), any size.")
+SLIDE_SWIN = {"tiny": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
+              "small": dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)),
+              "base": dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32))}
+for size, params in (("tiny", "28.34"), ("small", "49.74"), ("base", "87.94")):
+    register_variant(f"slide_swin_{size}", SlideSwinSpec(**SLIDE_SWIN[size]), 1000,
+                     f"Slide-Swin-{size[0].upper()} image backbone, official configuration ({params} M trainable "
+                     "parameters at 1000 classes); input (N, 3, H, W), any size.")
 
 # ----------------------------------------------------------------------------- per-frame transformers + SIFA
 ORDER_BLIND = dict(sifa_stages=(), dual=False)
@@ -65,6 +72,11 @@ for size in ("tiny", "small"):
                      "branch.")
     register_variant(f"sifa_cswin_{size}", SIFACSWinSpec(**CSWIN[size], drop_path_rate=0.1), 400,
                      f"CSWin-{size[0].upper()} per frame + SIFA after the attention of stages 3-4 + dual branch.")
+    register_variant(f"sifa_slide_{size}", SIFASlideSwinSpec(**SLIDE_SWIN[size], drop_path_rate=0.1), 400,
+                     f"Slide-Swin-{size[0].upper()} per frame + SIFA after the attention of stages 3-4 + dual "
+                     "branch.")
+register_variant("c2d_slide_tiny", SIFASlideSwinSpec(**SLIDE_SWIN["tiny"], drop_path_rate=0.1, **ORDER_BLIND), 400,
+                 "Slide-Swin-T per frame, order-blind: the baseline of sifa_slide_tiny.")
 register_variant("c2d_cswin_tiny", SIFACSWinSpec(**CSWIN["tiny"], drop_path_rate=0.1, **ORDER_BLIND), 400,
                  "CSWin-T per frame, order-blind: the baseline of sifa_cswin_tiny.")
 register_variant("c2d_biformer_tiny", SIFABiFormerSpec(**BIFORMER["tiny"], drop_path_rate=0.1, **ORDER_BLIND), 400,
@@ -85,6 +97,13 @@ register_variant("sifa_cswin_nano", SIFACSWinSpec(**CSWIN_NANO), 10,
                  "CPU-sized SIFA-CSWin for the motion benchmark (64 px clips).")
 register_variant("c2d_cswin_nano", SIFACSWinSpec(**CSWIN_NANO, **ORDER_BLIND), 10,
                  "sifa_cswin_nano without SIFA and the dual branch: order-blind.")
+# Slide-Swin merges by 2 after every stage: a 1x1 patch embedding keeps the 64/32/16/8 maps, SIFA on 16 and 8.
+SLIDE_NANO = dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(2, 2, 4, 4), patch_size=1, img_size=64,
+                  mlp_ratio=2.0, **NANO_VIDEO)
+register_variant("sifa_slide_nano", SIFASlideSwinSpec(**SLIDE_NANO), 10,
+                 "CPU-sized SIFA-Slide-Swin for the motion benchmark (64 px clips).")
+register_variant("c2d_slide_nano", SIFASlideSwinSpec(**SLIDE_NANO, **ORDER_BLIND), 10,
+                 "sifa_slide_nano without SIFA and the dual branch: order-blind.")
 register_variant("sifa_biformer_nano", SIFABiFormerSpec(**BIFORMER_NANO), 10,
                  "CPU-sized SIFA-BiFormer for the motion benchmark (64 px clips).")
 register_variant("c2d_biformer_nano", SIFABiFormerSpec(**BIFORMER_NANO, **ORDER_BLIND), 10,
