@@ -66,6 +66,3 @@ class BiFormer(PyramidBackbone):
     def stage_parts(self) -> list[tuple[nn.Module, nn.Sequential]]:
         """Per stage: the module that brings the map to its resolution, and the stage's blocks."""
         return list(zip(self.downsample_layers, self.stages))
-
-    def final_norm(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(x)

@@ -76,6 +76,3 @@ class CSWin(PyramidBackbone):
         """Per stage: the stem or the merge into it, and its blocks."""
         into = [self.stage1_conv_embed, self.merge1, self.merge2, self.merge3]
         return [(down, getattr(self, f"stage{i + 1}")) for i, down in enumerate(into)]
-
-    def final_norm(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)

@@ -74,6 +74,3 @@ class DilateFormer(PyramidBackbone):
         previous stage's merging), and the stage's blocks."""
         into = [self.patch_embed.proj] + [stage.downsample.proj for stage in self.stages[:-1]]
         return [(down, stage.blocks) for down, stage in zip(into, self.stages)]
-
-    def final_norm(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)

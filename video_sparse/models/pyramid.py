@@ -9,15 +9,23 @@ from torch.nn.init import trunc_normal_
 from ..layers.block import run_stage
 
 
+def norm_map(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A backbone's final norm on a ``(B, C, H, W)`` map: a LayerNorm over the channels, or a
+    BatchNorm2d (BiFormer) as it is."""
+    if isinstance(norm, nn.LayerNorm):
+        return norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    return norm(x)
+
+
 class PyramidBackbone(nn.Module):
     """Subclasses define ``stage_parts()`` (per stage: the module bringing the map to the stage's
-    resolution, and the stage's blocks taking ``(x, frames)``), ``final_norm`` and ``head``."""
+    resolution, and the stage's blocks taking ``(x, frames)``), ``norm`` and ``head``."""
 
     def stage_parts(self) -> list[tuple[nn.Module, nn.Module]]:
         raise NotImplementedError
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        return norm_map(self.norm, x)
 
     def forward_features(self, x: torch.Tensor, frames: int = 1) -> torch.Tensor:
         """``(B, 3, H, W)`` -> normalised last-stage map ``(B, C, H / 32, W / 32)``."""

@@ -26,6 +26,7 @@ from .biformer import BiFormer
 from .cswin import CSWin
 from .slide_swin import SlideSwin
 from .dilateformer import DilateFormer
+from .pyramid import norm_map
 from .specs import PerFrameVideoSpec, SIFABiFormerSpec, SIFACSWinSpec, SIFADilateFormerSpec, SIFASlideSwinSpec
 
 
@@ -102,11 +103,6 @@ class SIFATransformer(nn.Module):
                     out[dst + k[len(src):]] = v
         return out, sorted(dropped)
 
-    def _norm(self, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(norm, nn.LayerNorm):
-            return norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        return norm(x)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if x.ndim != 5:
             raise ValueError(f"expected a clip batch (N, 3, T, H, W), got shape {tuple(x.shape)}")
@@ -115,14 +111,14 @@ class SIFATransformer(nn.Module):
         parts = self.backbone.stage_parts()
         for down, blocks in parts[:-1]:
             x = run_stage(down, blocks, x, T)
-        main = self._norm(self.backbone.norm, run_stage(*parts[-1], x, T))
+        main = self.backbone.final_norm(run_stage(*parts[-1], x, T))
         logits = self.head(rearrange(main, "(n t) c h w -> n c t h w", n=N))
         if not self.dual:
             return logits
         skipped = skip_frames(rearrange(x, "(n t) c h w -> n c t h w", n=N))
         t_skip = skipped.shape[2]
         dual = run_stage(self.dual_downsample, self.dual_blocks, rearrange(skipped, "n c t h w -> (n t) c h w"), t_skip)
-        dual = self._norm(self.dual_norm, dual)
+        dual = norm_map(self.dual_norm, dual)
         return logits, self.head_dual(rearrange(dual, "(n t) c h w -> n c t h w", n=N))
 
 

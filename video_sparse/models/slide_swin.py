@@ -78,9 +78,6 @@ class SlideSwin(PyramidBackbone):
         into = [self.patch_embed] + [stage.downsample for stage in self.layers[:-1]]
         return [(down, stage.blocks) for down, stage in zip(into, self.layers)]
 
-    def final_norm(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-
     def reparameterize(self) -> None:
         """Fold every Slide attention's fixed shift path into its learnable one (inference)."""
         for m in self.modules():
