@@ -11,6 +11,16 @@ import torch
 from einops import rearrange
 
 
+def outputs_and_grads(fn, module, x, grad_out):
+    """``fn(module, x)``, then its output, the input's gradient and every trainable parameter's
+    gradient for ``grad_out``: what tests compare between ours and an official formulation."""
+    module.zero_grad()
+    x = x.detach().clone().requires_grad_(True)
+    out = fn(module, x)
+    (out * grad_out).sum().backward()
+    return [out.detach(), x.grad] + [p.grad.clone() for p in module.parameters() if p.requires_grad]
+
+
 def official_bra(module, x):
     """BiFormer legacy BRA forward. ``module``: our BiLevelRoutingAttention; x ``(B, H, W, C)``."""
     n, H, W, C = x.shape

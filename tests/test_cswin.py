@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mixer_reference import stripe_attention_reference
-from official_mixers import official_cswin
+from official_mixers import official_cswin, outputs_and_grads
 from video_sparse.layers.cswin import CrossShapedWindowAttention, CSWinBlock
 from video_sparse.ops.stripe_attention import stripe_attention
 
@@ -59,16 +59,9 @@ def test_module_equals_the_official_formulation(shape, split, heads, full):
     module = CrossShapedWindowAttention(shape[-1], heads, split, full).double()
     x = torch.randn(shape, dtype=torch.float64)
     grad_out = torch.randn(shape, dtype=torch.float64)
-    outs, grads = [], []
-    for fn in (module, lambda t: official_cswin(module, t)):
-        module.zero_grad()
-        out = fn(x)
-        (out * grad_out).sum().backward()
-        outs.append(out.detach())
-        grads.append([p.grad.clone() for p in module.parameters()])
-    torch.testing.assert_close(outs[0], outs[1], **TOL)
-    for a, b in zip(*grads):
-        torch.testing.assert_close(a, b, **TOL)
+    for ours, official in zip(outputs_and_grads(lambda m, t: m(t), module, x, grad_out),
+                              outputs_and_grads(official_cswin, module, x, grad_out)):
+        torch.testing.assert_close(ours, official, **TOL)
 
 
 @pytest.mark.parametrize("hw", [(224, 224), (200, 264), (7, 9)])

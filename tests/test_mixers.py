@@ -15,21 +15,13 @@ from video_sparse.layers.sifa import FrameSIFA
 from video_sparse.layers.slide import SlideAttention
 from mixer_reference import routing_attention_reference, routing_margin
 from conftest import run_app
-from official_mixers import official_bra, official_msda
+from official_mixers import official_bra, official_msda, outputs_and_grads
 
 DATA = Path(__file__).parent / "data"
 TOL = dict(rtol=0, atol=1e-10)
 IMAGE_MODELS = ["biformer_tiny", "biformer_small", "biformer_base", "dilateformer_tiny", "dilateformer_small",
                 "dilateformer_base", "cswin_tiny", "cswin_small", "cswin_base", "slide_swin_tiny", "slide_swin_small",
                 "slide_swin_base"]
-
-
-def _outputs_and_grads(fn, module, x, grad_out):
-    module.zero_grad()
-    x = x.detach().clone().requires_grad_(True)
-    out = fn(module, x)
-    (out * grad_out).sum().backward()
-    return [out.detach(), x.grad] + [p.grad.clone() for p in module.parameters()]
 
 
 def _tie_free_input(module, shape, seed):
@@ -48,8 +40,8 @@ def test_bra_matches_the_official_gather_formulation():
     bra = BiLevelRoutingAttention(16, num_heads=2, n_win=7, topk=4).double()
     x = _tie_free_input(bra, (2, 14, 21, 16), 0)
     grad_out = torch.randn_like(x)
-    for ours, official in zip(_outputs_and_grads(lambda m, t: m(t), bra, x, grad_out),
-                              _outputs_and_grads(official_bra, bra, x, grad_out)):
+    for ours, official in zip(outputs_and_grads(lambda m, t: m(t), bra, x, grad_out),
+                              outputs_and_grads(official_bra, bra, x, grad_out)):
         torch.testing.assert_close(ours, official, **TOL)
 
 
@@ -66,8 +58,8 @@ def test_bra_at_sizes_not_divisible_by_n_win_matches_dense_reference(shape, n_wi
         out = routing_attention_reference(q, k, v, m.n_win, m.topk, m.num_heads, m.scale)
         return m.wo(out + m.lepe(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
 
-    for ours, ref in zip(_outputs_and_grads(lambda m, t: m(t), bra, x, grad_out),
-                         _outputs_and_grads(dense, bra, x, grad_out)):
+    for ours, ref in zip(outputs_and_grads(lambda m, t: m(t), bra, x, grad_out),
+                         outputs_and_grads(dense, bra, x, grad_out)):
         torch.testing.assert_close(ours, ref, **TOL)
 
 
@@ -77,8 +69,8 @@ def test_msda_matches_the_official_unfold_formulation(shape):
     msda = MultiScaleDilatedAttention(12, num_heads=6, dilations=(1, 2, 3)).double()
     x = torch.randn(shape, dtype=torch.float64)
     grad_out = torch.randn_like(x)
-    for ours, official in zip(_outputs_and_grads(lambda m, t: m(t), msda, x, grad_out),
-                              _outputs_and_grads(official_msda, msda, x, grad_out)):
+    for ours, official in zip(outputs_and_grads(lambda m, t: m(t), msda, x, grad_out),
+                              outputs_and_grads(official_msda, msda, x, grad_out)):
         torch.testing.assert_close(ours, official, **TOL)
 
 

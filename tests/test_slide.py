@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from mixer_reference import slide_attention_reference
-from official_mixers import official_slide
+from official_mixers import official_slide, outputs_and_grads
 from video_sparse.layers.slide import SlideAttention, one_hot_shift_kernel
 from video_sparse.ops.slide_attention import slide_attention
 
@@ -85,16 +85,9 @@ def test_module_equals_the_official_two_convolution_formulation(hw):
     torch.nn.init.normal_(module.dep_conv.bias)
     x = torch.randn(2, *hw, 12, dtype=torch.float64)
     grad_out = torch.randn(2, *hw, 12, dtype=torch.float64)
-    outs, grads = [], []
-    for fn in (module, lambda t: official_slide(module, t)):
-        module.zero_grad()
-        out = fn(x)
-        (out * grad_out).sum().backward()
-        outs.append(out.detach())
-        grads.append([p.grad.clone() for p in module.parameters() if p.requires_grad])
-    torch.testing.assert_close(outs[0], outs[1], **TOL)
-    for a, b in zip(*grads):
-        torch.testing.assert_close(a, b, **TOL)
+    for ours, official in zip(outputs_and_grads(lambda m, t: m(t), module, x, grad_out),
+                              outputs_and_grads(official_slide, module, x, grad_out)):
+        torch.testing.assert_close(ours, official, **TOL)
 
 
 def test_reparameterised_backbone_equals_the_two_path_one():

@@ -47,8 +47,9 @@ def key_lines(cfg: DictConfig) -> list[str]:
             lines.append(_line(section, node, f.metadata.get("help", "")))
             continue
         lines.append(f"\n{section}: {_doc(node)}")
+        values = OmegaConf.to_container(node, resolve=False)
         for f in _fields(node):
-            value = OmegaConf.to_container(node, resolve=False)[f.name]
+            value = values[f.name]
             lines.append(_line(f"{section}.{f.name}", value, f.metadata.get("help", "")))
     return lines
 
