@@ -1,6 +1,7 @@
 """BRA, MSDA, CSWin and Slide: forward+backward time and peak memory, ours vs the official
 formulations, at the official stage shapes for a video batch of 8 frames; Slide's inference with and
-without re-parameterisation; then end-to-end clips/s of the video models.
+without re-parameterisation; the MSDeformAttn core vs Deformable DETR's pure-PyTorch core; then
+end-to-end clips/s of the video models.
 
     python benchmarks/mixers.py [--repeats 5] [--device cpu|cuda] [--only mixers|models] [--match CSWin]
 
@@ -15,6 +16,11 @@ cpu. Module shapes: BiFormer-T stages 1/2/3 = 64/128/256 channels at 56²/28²/1
 top-k 1/4/16, 2/4/8 heads); DilateFormer-T stages 1/2 = 72/144 channels at 56²/28² (3/6 heads,
 dilations 1, 2, 3); CSWin-T stages 1/2 = 64/128 channels at 56²/28² (stripes 1/2, 2/4 heads);
 Slide-Swin-T stages 1/2 = 96/192 channels at 56²/28² (3/6 heads, 3x3 neighbourhoods).
+MSDeformAttn: Deformable DETR's encoder at an 800x1088 image (levels 100x136, 50x68, 25x34, 13x17,
+every position a query, 8 heads of 32 channels, 4 points per level) and the temporal mixer of
+c2d_msdeform_r50's layer2 / layer3 for 2 clips of 16 frames at 224 px (T = 4 after the stem: 8 query
+frames of 28x28 / 14x14, levels = frames t-1, t, t+1, 4 / 8 heads of 32 channels, 4 points), sampling
+locations spread over the maps and 10 % beyond them.
 """
 from __future__ import annotations
 
@@ -38,7 +44,8 @@ from video_sparse.layers.biformer import BiLevelRoutingAttention  # noqa: E402
 from video_sparse.layers.cswin import CrossShapedWindowAttention  # noqa: E402
 from video_sparse.layers.dilate import MultiScaleDilatedAttention  # noqa: E402
 from video_sparse.layers.slide import SlideAttention  # noqa: E402
-from official_mixers import official_bra, official_cswin, official_msda, official_slide  # noqa: E402
+from video_sparse.ops.msdeform_attention import msdeform_attention  # noqa: E402
+from official_mixers import official_bra, official_cswin, official_msda, official_msdeform_core, official_slide  # noqa: E402,E501
 
 FRAMES = 8
 CASES = {  # name: (module factory, map side, channels)
@@ -51,6 +58,12 @@ CASES = {  # name: (module factory, map side, channels)
     "CSWin CSWin-T stage 2": (lambda: CrossShapedWindowAttention(128, 4, 2), 28, 128),
     "Slide Slide-Swin-T stage 1": (lambda: SlideAttention(96, 3), 56, 96),
     "Slide Slide-Swin-T stage 2": (lambda: SlideAttention(192, 6), 28, 192),
+}
+ENCODER_LEVELS = [(100, 136), (50, 68), (25, 34), (13, 17)]
+MSDEFORM_CASES = {  # name: (batch, queries, level shapes, heads, channels per head, points)
+    "MSDeformAttn Deformable-DETR encoder": (1, sum(h * w for h, w in ENCODER_LEVELS), ENCODER_LEVELS, 8, 32, 4),
+    "MSDeformAttn c2d_msdeform_r50 layer2": (8, 28 * 28, [(28, 28)] * 3, 4, 32, 4),
+    "MSDeformAttn c2d_msdeform_r50 layer3": (8, 14 * 14, [(14, 14)] * 3, 8, 32, 4),
 }
 OFFICIAL = {"BRA": official_bra, "MSDA": official_msda, "CSWin": official_cswin, "Slide": official_slide}
 VIDEO_MODELS = {  # name: (clips, frames, side)
@@ -178,6 +191,7 @@ def main() -> None:
     if args.only != "models":
         mixer_table(args)
         slide_inference_table(args)
+        msdeform_table(args)
     if args.only != "mixers":
         model_table(args)
 
@@ -195,6 +209,49 @@ def mixer_table(args) -> None:
         print(f"| {case} | {FRAMES}x{channels}x{side}² | {ours['seconds'] * 1e3:.1f} | {official['seconds'] * 1e3:.1f} | "
               f"{official['seconds'] / ours['seconds']:.2f}x | {ours['peak'] / 2**20:.0f} | "
               f"{official['peak'] / 2**20:.0f} | {ours['peak'] / official['peak']:.2f}x | {'yes' if same else 'NO'} |")
+
+
+def one_msdeform(case: str, impl: str, device: str, repeats: int) -> dict:
+    """Subprocess body: the MSDeformAttn core (ours or the official pure-PyTorch one), forward+backward
+    with respect to the values, locations and weights."""
+    N, Lq, shapes, M, D, K = MSDEFORM_CASES[case]
+    S = sum(h * w for h, w in shapes)
+    g = torch.Generator().manual_seed(0)
+    value = torch.randn(N, S, M, D, generator=g).to(device).requires_grad_(True)
+    locations = (torch.rand(N, Lq, M, len(shapes), K, 2, generator=g) * 1.2 - 0.1).to(device).requires_grad_(True)
+    weights = torch.rand(N, Lq, M, len(shapes), K, generator=g).to(device).requires_grad_(True)
+    core = {"ours": msdeform_attention, "official": official_msdeform_core}[impl]
+    grad_out = torch.randn(N, Lq, M * D, generator=g).to(device)
+
+    def step():
+        for t in (value, locations, weights):
+            t.grad = None
+        core(value, shapes, locations, weights).backward(grad_out)
+
+    result = measure(step, device, repeats)
+    with torch.no_grad():
+        out = core(value, shapes, locations, weights)
+    result["checksum"] = [out.double().sum().item(), value.grad.double().abs().sum().item(),
+                          locations.grad.double().abs().sum().item()]
+    return result
+
+
+def msdeform_table(args) -> None:
+    print("\nMSDeformAttn core, forward+backward: ours (one level at a time, re-sampled in backward) vs the "
+          "official pure-PyTorch core\n")
+    print("| case | batch x queries x heads x levels x points | ours ms | official ms | speed-up | ours MiB | official MiB | "
+          "memory ratio | same output |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for case, (N, Lq, shapes, M, D, K) in MSDEFORM_CASES.items():
+        if args.match not in case:
+            continue
+        ours = subprocess_json("_msdeform", case, "ours", args.device, str(args.repeats))
+        official = subprocess_json("_msdeform", case, "official", args.device, str(args.repeats))
+        same = all(abs(a - b) <= 1e-4 * max(1.0, abs(b)) for a, b in zip(ours["checksum"], official["checksum"]))
+        print(f"| {case} | {N}x{Lq}x{M}x{len(shapes)}x{K} (C={M * D}) | {ours['seconds'] * 1e3:.1f} | "
+              f"{official['seconds'] * 1e3:.1f} | {official['seconds'] / ours['seconds']:.2f}x | "
+              f"{ours['peak'] / 2**20:.0f} | {official['peak'] / 2**20:.0f} | {ours['peak'] / official['peak']:.2f}x | "
+              f"{'yes' if same else 'NO'} |")
 
 
 def slide_inference_table(args) -> None:
@@ -228,6 +285,8 @@ if __name__ == "__main__":
         print(json.dumps(one_mixer(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))))
     elif len(sys.argv) > 1 and sys.argv[1] == "_slide":
         print(json.dumps(one_slide_inference(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))))
+    elif len(sys.argv) > 1 and sys.argv[1] == "_msdeform":
+        print(json.dumps(one_msdeform(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))))
     elif len(sys.argv) > 1 and sys.argv[1] == "_model":
         print(json.dumps(one_model(sys.argv[2], sys.argv[3], int(sys.argv[4]))))
     else:

@@ -160,3 +160,29 @@ def slide_attention_reference(q, k, v, num_heads, fixed_bias, deform_weight, def
                     attn = torch.stack(logits).softmax(0)
                     out[b, h * hd:(h + 1) * hd, y, x] = (attn[:, None] * torch.stack(vals)).sum(0)
     return out
+
+
+def msdeform_attention_reference(value, spatial_shapes, locations, weights):
+    """MSDeformAttn core by loops over queries, heads, levels and points: the bilinear sample at
+    pixel ``(loc_x W - 0.5, loc_y H - 0.5)``, each of its four neighbours read only if inside the
+    map (zero outside), weighted. value ``(N, S, M, D)``, locations ``(N, Lq, M, L, K, 2)`` as
+    ``(x, y)``, weights ``(N, Lq, M, L, K)``; returns ``(N, Lq, M D)``."""
+    N, S, M, D = value.shape
+    Lq, L, K = locations.shape[1], locations.shape[3], locations.shape[4]
+    starts = [sum(h * w for h, w in spatial_shapes[:level]) for level in range(L)]
+    out = value.new_zeros(N, Lq, M, D)
+    for n in range(N):
+        for q in range(Lq):
+            for m in range(M):
+                for level, (H, W) in enumerate(spatial_shapes):
+                    for k in range(K):
+                        x = locations[n, q, m, level, k, 0] * W - 0.5
+                        y = locations[n, q, m, level, k, 1] * H - 0.5
+                        x0, y0 = math.floor(x.item()), math.floor(y.item())
+                        sample = value.new_zeros(D)
+                        for yy, wy in ((y0, y0 + 1 - y), (y0 + 1, y - y0)):
+                            for xx, wx in ((x0, x0 + 1 - x), (x0 + 1, x - x0)):
+                                if 0 <= yy < H and 0 <= xx < W:
+                                    sample = sample + wy * wx * value[n, starts[level] + yy * W + xx, m]
+                        out[n, q, m] = out[n, q, m] + weights[n, q, m, level, k] * sample
+    return out.reshape(N, Lq, M * D)

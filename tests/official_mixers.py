@@ -132,3 +132,41 @@ def official_slide(module, x):
     attn = (q * k).sum(2, keepdim=True).softmax(dim=3)
     out = (attn * v).sum(3).reshape(B, C, H, W).permute(0, 2, 3, 1)
     return module.proj(out)
+
+
+def official_msdeform_core(value, spatial_shapes, sampling_locations, attention_weights):
+    """Deformable DETR's pure-PyTorch ``ms_deform_attn_core_pytorch``: every level sampled with
+    ``grid_sample`` at ``2 loc - 1``, the samples of all levels stacked, weighted and summed (autograd
+    keeps the stacked L x K samples for backward)."""
+    N, S, M, D = value.shape
+    _, Lq, M, L, K, _ = sampling_locations.shape
+    value_list = value.split([H * W for H, W in spatial_shapes], dim=1)
+    grids = 2 * sampling_locations - 1
+    sampled = []
+    for level, (H, W) in enumerate(spatial_shapes):
+        value_l = value_list[level].flatten(2).transpose(1, 2).reshape(N * M, D, H, W)
+        grid_l = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
+        sampled.append(torch.nn.functional.grid_sample(value_l, grid_l, mode="bilinear", padding_mode="zeros",
+                                                       align_corners=False))
+    weights = attention_weights.transpose(1, 2).reshape(N * M, 1, Lq, L * K)
+    out = (torch.stack(sampled, dim=-2).flatten(-2) * weights).sum(-1).view(N, M * D, Lq)
+    return out.transpose(1, 2).contiguous()
+
+
+def official_msdeform_attn(module, query, reference_points, input_flatten, spatial_shapes, padding_mask=None):
+    """Deformable DETR's ``MSDeformAttn.forward`` on our module's parameters, with the pure core."""
+    N, Lq, _ = query.shape
+    M, L, K = module.n_heads, module.n_levels, module.n_points
+    value = module.value_proj(input_flatten)
+    if padding_mask is not None:
+        value = value.masked_fill(padding_mask[..., None], float(0))
+    value = value.view(N, input_flatten.shape[1], M, module.d_model // M)
+    offsets = module.sampling_offsets(query).view(N, Lq, M, L, K, 2)
+    weights = torch.softmax(module.attention_weights(query).view(N, Lq, M, L * K), -1).view(N, Lq, M, L, K)
+    shapes = torch.tensor(spatial_shapes, dtype=query.dtype)
+    if reference_points.shape[-1] == 2:
+        normalizer = torch.stack([shapes[..., 1], shapes[..., 0]], -1)
+        locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
+    else:
+        locations = reference_points[:, :, None, :, None, :2] + offsets / K * reference_points[:, :, None, :, None, 2:] * 0.5
+    return module.output_proj(official_msdeform_core(value, spatial_shapes, locations, weights))

@@ -1,5 +1,5 @@
 """The acceptance runs of the motion benchmark (slow: ~8 and ~5 minutes on 2 cores for the ResNets,
-~21-23 minutes for the SIFA transformers, ~12 for their baselines).
+~17-23 minutes for the SIFA transformers, ~12 for their baselines).
 
     python -m pytest -m slow tests/test_motion_benchmark.py
 """
@@ -38,6 +38,17 @@ def test_order_blind_baseline_learns_the_motion_but_not_its_direction(tmp_path):
     assert metrics["pair_acc"] >= 0.9    # ... but the motion itself is recognised
 
 
+@pytest.mark.slow
+def test_msdeform_in_place_of_sifa_learns_the_direction(tmp_path):
+    """``python train.py model=msdeform_small``: sifa_small's recipe with MSDeformAttn across frames."""
+    run_app("train.py", ["model=msdeform_small", f"data.cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run",
+                         "logger.mode=disabled"], tmp_path, timeout=1500)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    print(f"msdeform_small: top1 {metrics['top1']:.3f}, pair {metrics['pair_acc']:.3f}")
+    assert metrics["num_videos"] == 500 and metrics["num_failed"] == 0
+    assert metrics["top1"] >= 0.95
+
+
 def _train_motion(tmp_path, model, timeout):
     """``python train.py +experiment=motion_transformer model=<model>``."""
     start = time.time()
@@ -51,12 +62,13 @@ def _train_motion(tmp_path, model, timeout):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["sifa_biformer_nano", "sifa_dilateformer_nano"])
+@pytest.mark.parametrize("model", ["sifa_biformer_nano", "sifa_dilateformer_nano", "sifa_cswin_nano",
+                                   "sifa_slide_nano"])
 def test_sifa_transformers_learn_the_direction(tmp_path, model):
     assert _train_motion(tmp_path, model, timeout=3000)["top1"] >= 0.95
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["c2d_biformer_nano", "c2d_dilateformer_nano"])
+@pytest.mark.parametrize("model", ["c2d_biformer_nano", "c2d_dilateformer_nano", "c2d_cswin_nano", "c2d_slide_nano"])
 def test_transformer_baselines_stay_order_blind(tmp_path, model):
     assert _train_motion(tmp_path, model, timeout=3000)["top1"] <= 0.55

@@ -120,3 +120,48 @@ def test_a_checkpoint_whose_fixed_kernel_is_not_one_hot_is_refused():
     state["dep_conv.weight"] = torch.randn_like(state["dep_conv.weight"])
     with pytest.raises(ValueError, match="dep_conv.weight is not the one-hot shift kernel"):
         module.load_state_dict(state)
+
+
+def _merging_reference(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """Pixel loop: at each output pixel, the 2x2 block starting at (stride * i, stride * j), zeros
+    outside the map, in Swin's order (0,0), (1,0), (0,1), (1,1)."""
+    B, C, H, W = x.shape
+    Ho, Wo = (H, W) if stride == 1 else (-(-H // 2), -(-W // 2))
+    out = torch.zeros(B, Ho, Wo, 4 * C, dtype=x.dtype)
+    for i in range(Ho):
+        for j in range(Wo):
+            for n, (di, dj) in enumerate([(0, 0), (1, 0), (0, 1), (1, 1)]):
+                y, z = stride * i + di, stride * j + dj
+                if y < H and z < W:
+                    out[:, i, j, n * C:(n + 1) * C] = x[:, :, y, z]
+    return out
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("hw", [(4, 6), (5, 3), (1, 1)])
+def test_patch_merging_gathers_each_2x2_block_at_its_stride(stride, hw):
+    from video_sparse.layers.swin import PatchMerging
+    merge = PatchMerging(3, stride).double()
+    x = torch.randn(2, 3, *hw, dtype=torch.float64)
+    expected = merge.reduction(merge.norm(_merging_reference(x, stride))).permute(0, 3, 1, 2)
+    torch.testing.assert_close(merge(x), expected, **TOL)
+
+
+def test_slide_swin_with_stride_one_mergings_keeps_the_maps_and_the_parameters():
+    from video_sparse.models.slide_swin import SlideSwin
+    from video_sparse.models.specs import SlideSwinSpec
+    spec = dict(embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 4), img_size=64)
+    official, nano = SlideSwin(SlideSwinSpec(**spec)), SlideSwin(SlideSwinSpec(**spec, merge_strides=(1, 1, 2)))
+    shapes = lambda m: [tuple(p.shape) for i in range(3) for p in m.layers[i].downsample.parameters()]  # noqa: E731
+    assert shapes(nano) == shapes(official)
+    x = torch.randn(1, 3, 64, 64)
+    sizes = []
+    for down, blocks in nano.stage_parts():
+        x = blocks[0](down(x))
+        sizes.append(tuple(x.shape[-2:]))
+    assert sizes == [(16, 16), (16, 16), (16, 16), (8, 8)]
+    # the global stages' bias tables are laid out for the maps an img_size input gives them
+    assert [b.attn.window for b in (nano.layers[2].blocks[0], nano.layers[3].blocks[0])] == [16, 8]
+    with pytest.raises(ValueError, match="merge_strides"):
+        SlideSwinSpec(merge_strides=(3, 2, 2))
+

@@ -60,7 +60,7 @@ class SlideAttention(nn.Module):
 
     @staticmethod
     def _check_fixed_kernel(module: SlideAttention, incompatible_keys) -> None:
-        """After a load: the fixed path runs as shifts, so ``dep_conv.weight`` must be the one-hot
+        """After a load: the fixed path is folded in as shifts, so ``dep_conv.weight`` must be the one-hot
         kernel it stands for (the official model keeps it frozen)."""
         expected = one_hot_shift_kernel(module.dep_conv.in_channels, module.kernel_size)
         if not torch.equal(module.dep_conv.weight.detach().cpu(), expected.to(module.dep_conv.weight.dtype)):

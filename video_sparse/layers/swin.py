@@ -59,14 +59,26 @@ class RelativePositionAttention(nn.Module):
 class PatchMerging(nn.Module):
     """Swin's patch merging of a ``(B, C, H, W)`` map: the 2x2 neighbours side by side (order
     (0,0), (1,0), (0,1), (1,1)), LayerNorm over 4C, ``reduction`` 4C -> 2C (no bias). Odd sizes
-    are zero-padded at the bottom / right."""
+    are zero-padded at the bottom / right.
 
-    def __init__(self, dim: int):
+    ``stride`` 1 keeps the resolution: every pixel's 2x2 neighbourhood (the map zero-padded by one
+    at the bottom / right), same parameters, so small models can widen without shrinking a map
+    that is already small (the official models use 2)."""
+
+    def __init__(self, dim: int, stride: int = 2):
         super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"patch merging stride must be 1 or 2, got {stride}")
+        self.stride = stride
         self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
         self.norm = nn.LayerNorm(4 * dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2)).permute(0, 2, 3, 1)
-        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
-        return self.reduction(self.norm(x)).permute(0, 3, 1, 2)
+        H, W = x.shape[-2:]
+        if self.stride == 2:
+            x = F.pad(x, (0, W % 2, 0, H % 2)).permute(0, 2, 3, 1)
+            parts = [x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]]
+        else:
+            x = F.pad(x, (0, 1, 0, 1)).permute(0, 2, 3, 1)
+            parts = [x[:, :H, :W], x[:, 1:, :W], x[:, :H, 1:], x[:, 1:, 1:]]
+        return self.reduction(self.norm(torch.cat(parts, dim=-1))).permute(0, 3, 1, 2)

@@ -19,9 +19,11 @@ from ..layers.frame_skip import skip_frames
 from ..layers.heads import build_head
 from ..layers.sifa import SIFABottleneck
 from ..layers.slide import SlideAttention
+from ..layers.temporal_msdeform import MSDeformBottleneck
 from .specs import C2DResNetSpec
 
-# Block codes in a stage pattern, cycled over the stage's blocks ("GS": G, S, G, S, ...).
+# Block codes in a stage pattern, cycled over the stage's blocks ("GS": G, S, G, S, ...); S is the
+# MSDeformBottleneck instead with temporal_mixer=msdeform.
 BLOCKS = {"P": C2DBottleneck, "G": GCBottleneck, "S": SIFABottleneck}
 
 
@@ -31,7 +33,8 @@ class C2DResNet(nn.Module):
     (layer3 -> max-pool over pairs of frames -> ``layer4_dual`` -> its own head).
 
     The hyper-parameters are the fields of :class:`~video_sparse.models.specs.C2DResNetSpec`
-    (block patterns, stem, strides, SIFA's attention, the spatial mixer of the GC blocks, head).
+    (block patterns, stem, strides, the inter-frame operator of the S blocks, the spatial mixer of
+    the GC blocks, head).
     A GC block of ``mixer_stages`` with ``spatial_mixer`` bra or msda attends per frame; a strided
     one pools 2x2 after it.
     Input ``(N, 3, T, H, W)``; output logits ``(N, num_classes)``, or ``(main, dual)`` with ``dual``.
@@ -53,6 +56,8 @@ class C2DResNet(nn.Module):
         self.maxpool = nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)) if spec.stem_pool else nn.Identity()
         sifa_args = dict(kernel_size=spec.sifa_kernel, dilation=spec.sifa_dilation, groups=spec.sifa_groups,
                          normalize=spec.sifa_normalize, sifa=spec.sifa)
+        msdeform_args = dict(head_dim=spec.msdeform_head_dim, n_points=spec.msdeform_points,
+                             window=spec.temporal_window, offsets_from=spec.msdeform_offsets, enabled=spec.sifa)
 
         def mixer(planes):
             heads = max(planes // spec.mixer_head_dim, 1)
@@ -69,10 +74,13 @@ class C2DResNet(nn.Module):
             planes = spec.widths[number - 1]
             for b in range(spec.layers[number - 1]):
                 code = pattern[b % len(pattern)]
+                block = BLOCKS[code]
                 extra = sifa_args if code == "S" else {}
+                if code == "S" and spec.temporal_mixer == "msdeform":
+                    block, extra = MSDeformBottleneck, msdeform_args
                 if code == "G" and spec.spatial_mixer != "conv" and number in spec.mixer_stages:
                     extra = {"spatial_mixer": mixer(planes)}
-                blocks.append(BLOCKS[code](in_channels, planes, stride if b == 0 else 1, **extra))
+                blocks.append(block(in_channels, planes, stride if b == 0 else 1, **extra))
                 in_channels = planes * C2DBottleneck.expansion
             return nn.Sequential(*blocks), in_channels
 
@@ -91,7 +99,8 @@ class C2DResNet(nn.Module):
 
     def reset_parameters(self) -> None:
         """Kaiming-normal (fan_out) convs, BN 1/0, zero last BN of every residual branch, zero
-        offset convs (SIFA starts from the plain neighbourhood); linear layers keep their default."""
+        offset convs (SIFA starts from the plain neighbourhood), Deformable DETR's initialisation for
+        MSDeformAttn; other linear layers keep their default."""
         for m in self.modules():
             if isinstance(m, (nn.Conv3d, nn.Conv2d)):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -103,6 +112,8 @@ class C2DResNet(nn.Module):
                 nn.init.zeros_(m.bn3.weight)
             if isinstance(m, SIFABottleneck):
                 nn.init.zeros_(m.conv_offset.weight)
+            if isinstance(m, MSDeformBottleneck):
+                m.temporal.reset_parameters()
 
     num_lr_layers = 6  # stem, four stages, heads: the depth scale of layer-wise lr decay
 

@@ -3,7 +3,9 @@ CSWin and Slide-Swin.
 
 Every frame goes through the image backbone (time folded into the batch); in the blocks of the
 last stages (``sifa_stages``) a :class:`~video_sparse.layers.sifa.FrameSIFA` follows the spatial
-attention, so each position also attends to a deformable neighbourhood of the next frame. With
+attention, so each position also attends to a deformable neighbourhood of the next frame (or, with
+``temporal_mixer=msdeform``, a :class:`~video_sparse.layers.temporal_msdeform.FrameMSDeform`: learned
+points and weights in the neighbouring frames). With
 ``dual``, SIFA-Net's frame-skipping branch: the input of the last stage, max-pooled over pairs of
 frames, runs through a copy of the last stage (``dual_downsample``, ``dual_blocks``, ``dual_norm``)
 into its own head. Heads average over time first (order-blind), as in SIFA-Net.
@@ -22,6 +24,7 @@ from ..layers.block import run_stage
 from ..layers.frame_skip import skip_frames
 from ..layers.heads import build_head
 from ..layers.sifa import FrameSIFA
+from ..layers.temporal_msdeform import FrameMSDeform
 from .biformer import BiFormer
 from .cswin import CSWin
 from .slide_swin import SlideSwin
@@ -53,7 +56,10 @@ class SIFATransformer(nn.Module):
                 raise ValueError(f"sifa_stages: stage {s} does not exist (0..{len(parts) - 1})")
             for block in parts[s][1]:
                 dim = block.norm1.normalized_shape[0]
-                block.temporal = FrameSIFA(dim, spec.sifa_kernel, spec.sifa_dilation, sifa=spec.sifa)
+                block.temporal = (FrameSIFA(dim, spec.sifa_kernel, spec.sifa_dilation, sifa=spec.sifa)
+                                  if spec.temporal_mixer == "sifa" else
+                                  FrameMSDeform(dim, spec.msdeform_head_dim, spec.msdeform_points, spec.temporal_window,
+                                                spec.msdeform_offsets, enabled=spec.sifa))
         channels = backbone.num_features
         self.head = build_head(spec.head, channels, num_classes, spec.head_width, spec.dropout)
         self.dual = spec.dual

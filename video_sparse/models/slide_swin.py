@@ -10,6 +10,8 @@ is resized for maps other than the 224-px one, see :class:`~video_sparse.layers.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -23,7 +25,7 @@ from .specs import SlideSwinSpec
 
 class PatchEmbed(nn.Module):
     """``proj`` (``patch x patch`` conv at stride ``patch``; sizes not divisible are zero-padded at
-    the bottom / right), then ``norm`` over channels. ``(B, 3, H, W) -> (B, C, H / 4, W / 4)``."""
+    the bottom / right), then ``norm`` over channels. ``(B, 3, H, W) -> (B, C, H / patch, W / patch)``."""
 
     def __init__(self, dim: int, patch: int = 4):
         super().__init__()
@@ -58,7 +60,8 @@ class SlideSwin(PyramidBackbone):
         rates = torch.linspace(0, spec.drop_path_rate, sum(spec.depths)).tolist()
         self.layers = nn.ModuleList()
         for i, (dim, heads) in enumerate(zip(dims, spec.num_heads)):
-            window = max(spec.img_size // (spec.patch_size * 2 ** i), 1)  # the map an img_size input gives here
+            stride = spec.patch_size * math.prod(spec.merge_strides[:i])
+            window = max(spec.img_size // stride, 1)  # the map an img_size input gives here
 
             def attention():
                 if i < spec.slide_stages:
@@ -67,7 +70,8 @@ class SlideSwin(PyramidBackbone):
             first = sum(spec.depths[:i])
             blocks = [MixerBlock(dim, attention(), Mlp(dim, int(dim * spec.mlp_ratio)), rates[first + j],
                                  pos_embed=False, norm_eps=1e-5) for j in range(spec.depths[i])]
-            self.layers.append(SlideSwinStage(blocks, PatchMerging(dim) if i < 3 else None))
+            merge = PatchMerging(dim, spec.merge_strides[i]) if i < 3 else None
+            self.layers.append(SlideSwinStage(blocks, merge))
         self.norm = nn.LayerNorm(dims[-1])
         self.num_features = dims[-1]
         self.head = nn.Linear(dims[-1], num_classes) if num_classes > 0 else nn.Identity()

@@ -14,6 +14,30 @@ from ..options import check_options, option
 HEADS = ("pool", "spatial")
 
 
+# The inter-frame operator's keys, shared by the C2D ResNets and the per-frame transformers.
+def temporal_mixer_option():
+    return option("sifa", "the inter-frame operator: sifa (correlation-weighted deformable 3x3 of frame t+1) | "
+                  "msdeform (Deformable DETR's attention over the frames t+temporal_window, learned weights)",
+                  choices=("sifa", "msdeform"))
+
+
+def temporal_window_option():
+    return option((-1, 0, 1), "msdeform: the frame offsets each frame attends to (its levels)")
+
+
+def msdeform_head_dim_option():
+    return option(32, "msdeform: channels per head", ge=1)
+
+
+def msdeform_points_option():
+    return option(4, "msdeform: sampling points per head and frame", ge=1)
+
+
+def msdeform_offsets_option():
+    return option("query", "msdeform: offsets linear in the query (Deformable DETR) | a 1x3x3 conv of the motion "
+                  "map (SIFA)", choices=("query", "motion"))
+
+
 class Spec:
     """Base of the families' specs: ``builder`` names the ``module:callable`` that takes
     ``(spec, num_classes)`` and returns the model."""
@@ -36,7 +60,8 @@ class C2DResNetSpec(Spec):
     layers: Tuple[int, ...] = option((3, 4, 6, 3), "bottlenecks per stage", ge=1)
     widths: Tuple[int, ...] = option((64, 128, 256, 512), "bottleneck widths per stage (outputs are 4x wider)", ge=1)
     patterns: Tuple[str, ...] = option(("P", "P", "P", "P"), "per stage, block codes cycled over its blocks: P plain, "
-                                       "G global context, S SIFA (SIFA-Net: [P, GS, GS, GS])")
+                                       "G global context, S inter-frame: SIFA or temporal_mixer (SIFA-Net: "
+                                       "[P, GS, GS, GS])")
     stem_width: int = option(64, "channels of the stem conv", ge=1)
     stem_temporal_kernel: int = option(1, "temporal kernel ts of the stem conv (1: no temporal mixing)", ge=1)
     stem_temporal_stride: int = option(1, "temporal stride of the stem conv", ge=1)
@@ -45,7 +70,13 @@ class C2DResNetSpec(Spec):
     dual: bool = option(False, "SIFA-Net's frame-skipping branch (layer3 -> max over frame pairs -> layer4_dual "
                         "-> its own head)")
     dual_stride: int = option(1, "spatial stride of layer4_dual", ge=1)
-    sifa: bool = option(True, "false switches every SIFA operator off (same parameters), to measure its cost")
+    sifa: bool = option(True, "false switches every inter-frame operator (SIFA or msdeform) off (same parameters), "
+                        "to measure its cost")
+    temporal_mixer: str = temporal_mixer_option()
+    temporal_window: Tuple[int, ...] = temporal_window_option()
+    msdeform_head_dim: int = msdeform_head_dim_option()
+    msdeform_points: int = msdeform_points_option()
+    msdeform_offsets: str = msdeform_offsets_option()
     sifa_kernel: int = option(3, "side of SIFA's attended neighbourhood", ge=1)
     sifa_dilation: int = option(1, "dilation of the attended neighbourhood (official SIFA-Net: 1)", ge=1)
     sifa_groups: int = option(1, "channel groups with their own offsets", ge=1)
@@ -127,6 +158,8 @@ class SlideSwinSpec(Spec):
     kernel_size: int = option(3, "Slide attention: side of the attended neighbourhood (official ka 3)", ge=1)
     slide_stages: int = option(2, "stages with Slide attention; the later ones attend to the whole map", ge=0, le=4)
     img_size: int = option(224, "input size the position-bias tables of the global stages are laid out for", ge=1)
+    merge_strides: Tuple[int, ...] = option((2, 2, 2), "strides of the patch mergings after stages 1-3 (1 or 2)",
+                                            ge=1, le=2)
     mlp_ratio: float = option(4.0, "MLP width / channels", gt=0)
     drop_path_rate: float = option(0.0, "stochastic depth, linear from 0 over all blocks", ge=0, lt=1)
 
@@ -136,9 +169,14 @@ class PerFrameVideoSpec(Spec):
     """The video part of a per-frame pyramid transformer with SIFA
     (:class:`~video_sparse.models.sifa_transformer.SIFATransformer`)."""
 
-    sifa_stages: Tuple[int, ...] = option((2, 3), "stages (0-based) whose blocks get SIFA after their attention; "
-                                          "[] gives the order-blind per-frame baseline", ge=0)
-    sifa: bool = option(True, "false switches SIFA off (same parameters)")
+    sifa_stages: Tuple[int, ...] = option((2, 3), "stages (0-based) whose blocks get the inter-frame operator "
+                                          "after their attention; [] gives the order-blind per-frame baseline", ge=0)
+    sifa: bool = option(True, "false switches the inter-frame operator (SIFA or msdeform) off (same parameters)")
+    temporal_mixer: str = temporal_mixer_option()
+    temporal_window: Tuple[int, ...] = temporal_window_option()
+    msdeform_head_dim: int = msdeform_head_dim_option()
+    msdeform_points: int = msdeform_points_option()
+    msdeform_offsets: str = msdeform_offsets_option()
     sifa_kernel: int = option(3, "side of SIFA's attended neighbourhood", ge=1)
     sifa_dilation: int = option(1, "dilation of the attended neighbourhood", ge=1)
     dual: bool = option(True, "SIFA-Net's frame-skipping branch with its own head")

@@ -25,10 +25,17 @@ register_variant("sifa_small", C2DResNetSpec(**{**SMALL, "patterns": ("P", "S", 
                  "c2d_small + SIFA blocks (layers 2-3), a global-context block (layer 4) and the dual "
                  "frame-skipping branch. SIFA dilation 2: the attended 3x3 neighbourhood spans +-2 cells, the "
                  "benchmark's per-step displacement at stride 4. The default model of python train.py.")
+register_variant("msdeform_small", C2DResNetSpec(**{**SMALL, "patterns": ("P", "S", "S", "G"), "dual": True,
+                                                    "temporal_mixer": "msdeform", "msdeform_head_dim": 16}), 10,
+                 "sifa_small with Deformable DETR's attention across frames t-1, t, t+1 in place of SIFA (16 "
+                 "channels per head, as sifa_small's attention heads).")
 register_variant("c2d_r50", C2DResNetSpec(stem_temporal_kernel=4, stem_temporal_stride=4), 400,
                  "C2D ResNet-50 with SIFA-Net's stem (ts = 4): the baseline without SIFA/GC or dual branch.")
 register_variant("c2d_sifa_r50", C2DResNetSpec(**SIFA_NET), 400,
                  "SIFA-Net ResNet-50, official configuration (43,040,928 trainable parameters at 400 classes).")
+register_variant("c2d_msdeform_r50", C2DResNetSpec(**SIFA_NET, temporal_mixer="msdeform"), 400,
+                 "SIFA-Net ResNet-50 with MSDeformAttn across frames t-1, t, t+1 in its SIFA blocks (4 points per "
+                 "head and frame, 32 channels per head).")
 register_variant("c2d_sifa_r101", C2DResNetSpec(**SIFA_NET, layers=(3, 4, 23, 3)), 400,
                  "SIFA-Net ResNet-101, official configuration (63,554,272 trainable parameters at 400 classes).")
 
@@ -97,11 +104,12 @@ register_variant("sifa_cswin_nano", SIFACSWinSpec(**CSWIN_NANO), 10,
                  "CPU-sized SIFA-CSWin for the motion benchmark (64 px clips).")
 register_variant("c2d_cswin_nano", SIFACSWinSpec(**CSWIN_NANO, **ORDER_BLIND), 10,
                  "sifa_cswin_nano without SIFA and the dual branch: order-blind.")
-# Slide-Swin merges by 2 after every stage: a 2x2 patch embedding gives 32/16/8/4 maps and SIFA sits in
-# stages 2-3 (16x16, 8x8). (A 1x1 embedding, maps 64/32/16/8 with SIFA in stages 3-4, trains 5.6x slower.)
-SLIDE_NANO = dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(2, 2, 4, 4), patch_size=2, img_size=64,
-                  mlp_ratio=2.0, **NANO_VIDEO)
-register_variant("sifa_slide_nano", SIFASlideSwinSpec(**SLIDE_NANO, sifa_stages=(1, 2)), 10,
+# Slide-Swin with Swin's 4x4 embedding and its first two mergings at stride 1 (same parameters): the
+# 16/16/16/8 maps of the other nanos. (Merging by 2 after every stage leaves the head a 4x4 map at
+# stride 16 and learns the benchmark slowly: 0.66 top-1 after 17 epochs, docs/benchmarks.md.)
+SLIDE_NANO = dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(2, 2, 4, 4), patch_size=4, merge_strides=(1, 1, 2),
+                  img_size=64, **NANO_VIDEO)
+register_variant("sifa_slide_nano", SIFASlideSwinSpec(**SLIDE_NANO), 10,
                  "CPU-sized SIFA-Slide-Swin for the motion benchmark (64 px clips).")
 register_variant("c2d_slide_nano", SIFASlideSwinSpec(**SLIDE_NANO, **ORDER_BLIND), 10,
                  "sifa_slide_nano without SIFA and the dual branch: order-blind.")
