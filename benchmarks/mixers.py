@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -45,7 +46,8 @@ from video_sparse.layers.cswin import CrossShapedWindowAttention  # noqa: E402
 from video_sparse.layers.dilate import MultiScaleDilatedAttention  # noqa: E402
 from video_sparse.layers.slide import SlideAttention  # noqa: E402
 from video_sparse.ops.msdeform_attention import msdeform_attention  # noqa: E402
-from official_mixers import official_bra, official_cswin, official_msda, official_msdeform_core, official_slide  # noqa: E402,E501
+from official_mixers import (official_bra, official_cswin, official_msda, official_msdeform_core,  # noqa: E402
+                             official_slide)
 
 FRAMES = 8
 CASES = {  # name: (module factory, map side, channels)
@@ -172,7 +174,10 @@ def one_model(name: str, device: str, repeats: int) -> dict:
 
 
 def subprocess_json(*args: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    # A fixed mmap threshold makes glibc hand every large freed block back at once, so the peak RSS
+    # follows the tensors alive (with its adaptive threshold freed blocks stay in the heap).
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env)
     if out.returncode:
         raise RuntimeError(f"{args}: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -196,19 +201,23 @@ def main() -> None:
         model_table(args)
 
 
+def ours_vs_official_row(mode: str, case: str, shape: str, args) -> str:
+    """Both implementations of one case, each in its own process: one table row."""
+    ours = subprocess_json(mode, case, "ours", args.device, str(args.repeats))
+    official = subprocess_json(mode, case, "official", args.device, str(args.repeats))
+    same = all(abs(a - b) <= 1e-4 * max(1.0, abs(b)) for a, b in zip(ours["checksum"], official["checksum"]))
+    return (f"| {case} | {shape} | {ours['seconds'] * 1e3:.1f} | {official['seconds'] * 1e3:.1f} | "
+            f"{official['seconds'] / ours['seconds']:.2f}x | {ours['peak'] / 2**20:.0f} | "
+            f"{official['peak'] / 2**20:.0f} | {ours['peak'] / official['peak']:.2f}x | {'yes' if same else 'NO'} |")
+
+
 def mixer_table(args) -> None:
     print(f"forward+backward of one layer on {FRAMES} frames\n")
     print("| layer | map | ours ms | official ms | speed-up | ours MiB | official MiB | memory ratio | same output |")
     print("|---|---|---|---|---|---|---|---|---|")
     for case, (_, side, channels) in CASES.items():
-        if args.match not in case:
-            continue
-        ours = subprocess_json("_mixer", case, "ours", args.device, str(args.repeats))
-        official = subprocess_json("_mixer", case, "official", args.device, str(args.repeats))
-        same = all(abs(a - b) <= 1e-4 * max(1.0, abs(b)) for a, b in zip(ours["checksum"], official["checksum"]))
-        print(f"| {case} | {FRAMES}x{channels}x{side}² | {ours['seconds'] * 1e3:.1f} | {official['seconds'] * 1e3:.1f} | "
-              f"{official['seconds'] / ours['seconds']:.2f}x | {ours['peak'] / 2**20:.0f} | "
-              f"{official['peak'] / 2**20:.0f} | {ours['peak'] / official['peak']:.2f}x | {'yes' if same else 'NO'} |")
+        if args.match in case:
+            print(ours_vs_official_row("_mixer", case, f"{FRAMES}x{channels}x{side}²", args))
 
 
 def one_msdeform(case: str, impl: str, device: str, repeats: int) -> dict:
@@ -237,21 +246,14 @@ def one_msdeform(case: str, impl: str, device: str, repeats: int) -> dict:
 
 
 def msdeform_table(args) -> None:
-    print("\nMSDeformAttn core, forward+backward: ours (one level at a time, re-sampled in backward) vs the "
-          "official pure-PyTorch core\n")
-    print("| case | batch x queries x heads x levels x points | ours ms | official ms | speed-up | ours MiB | official MiB | "
-          "memory ratio | same output |")
+    print("\nMSDeformAttn core, forward+backward: ours (one level and point at a time, sampled again in backward) "
+          "vs the official pure-PyTorch core\n")
+    print("| case | batch x queries x heads x levels x points | ours ms | official ms | speed-up | ours MiB | "
+          "official MiB | memory ratio | same output |")
     print("|---|---|---|---|---|---|---|---|---|")
     for case, (N, Lq, shapes, M, D, K) in MSDEFORM_CASES.items():
-        if args.match not in case:
-            continue
-        ours = subprocess_json("_msdeform", case, "ours", args.device, str(args.repeats))
-        official = subprocess_json("_msdeform", case, "official", args.device, str(args.repeats))
-        same = all(abs(a - b) <= 1e-4 * max(1.0, abs(b)) for a, b in zip(ours["checksum"], official["checksum"]))
-        print(f"| {case} | {N}x{Lq}x{M}x{len(shapes)}x{K} (C={M * D}) | {ours['seconds'] * 1e3:.1f} | "
-              f"{official['seconds'] * 1e3:.1f} | {official['seconds'] / ours['seconds']:.2f}x | "
-              f"{ours['peak'] / 2**20:.0f} | {official['peak'] / 2**20:.0f} | {ours['peak'] / official['peak']:.2f}x | "
-              f"{'yes' if same else 'NO'} |")
+        if args.match in case:
+            print(ours_vs_official_row("_msdeform", case, f"{N}x{Lq}x{M}x{len(shapes)}x{K} (C={M * D})", args))
 
 
 def slide_inference_table(args) -> None:

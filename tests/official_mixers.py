@@ -168,5 +168,6 @@ def official_msdeform_attn(module, query, reference_points, input_flatten, spati
         normalizer = torch.stack([shapes[..., 1], shapes[..., 0]], -1)
         locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
     else:
-        locations = reference_points[:, :, None, :, None, :2] + offsets / K * reference_points[:, :, None, :, None, 2:] * 0.5
+        boxes = reference_points[:, :, None, :, None]
+        locations = boxes[..., :2] + offsets / K * boxes[..., 2:] * 0.5
     return module.output_proj(official_msdeform_core(value, spatial_shapes, locations, weights))

@@ -32,7 +32,8 @@ def reset_msdeform_parameters(sampling_offsets: nn.Module, attention_weights: nn
 
 class MSDeformAttn(nn.Module):
     """Every query samples ``n_points`` points per head on each of ``n_levels`` value maps around
-    its reference point and returns their weighted sum (:func:`~video_sparse.ops.msdeform_attention.msdeform_attention`).
+    its reference point and returns their weighted sum
+    (:func:`~video_sparse.ops.msdeform_attention.msdeform_attention`).
 
     Offsets and weights are linear in the query; the weights are softmaxed over the levels' points
     together, per head. Offsets ``(x, y)`` are in pixels of each level (divided by ``(W_l, H_l)``);

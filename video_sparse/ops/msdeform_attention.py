@@ -79,7 +79,8 @@ class _MSDeformAttention(torch.autograd.Function):
                 grid = _grid(locations, level, point).detach().requires_grad_(True)
                 with torch.enable_grad():
                     sampled = _sample(level_map, grid)
-                g_map, g_grid = torch.autograd.grad(sampled, (level_map, grid), grad_out * _weight(weights, level, point))
+                grad_sample = grad_out * _weight(weights, level, point)
+                g_map, g_grid = torch.autograd.grad(sampled, (level_map, grid), grad_sample)
                 grad_map += g_map
                 grad_locations[:, :, :, level, point] = rearrange(2 * g_grid, "(n m) q 1 xy -> n q m xy", n=N)
                 # grid_sample's backward does not read its output: reuse the sample's memory
