@@ -33,18 +33,19 @@ def _level_maps(value: torch.Tensor, shapes: Sequence[tuple[int, int]]) -> list[
     return maps
 
 
-def _grid(locations: torch.Tensor, level: int, point: int) -> torch.Tensor:
-    """``(N, Lq, M, L, K, 2)`` in [0, 1] -> ``(N M, Lq, 1, 2)`` in grid_sample's [-1, 1]: one point."""
-    return rearrange(2 * locations[:, :, :, level, point:point + 1] - 1, "n q m k xy -> (n m) q k xy")
+def _grids(locations: torch.Tensor) -> torch.Tensor:
+    """``(N, Lq, M, L, K, 2)`` in [0, 1] -> ``(L, K, N M, 1, Lq, 2)`` in grid_sample's [-1, 1], contiguous
+    per point; the queries along the width (grid_sample's CPU kernel vectorises along it)."""
+    return rearrange(2 * locations - 1, "n q m l k xy -> l k (n m) 1 q xy").contiguous()
 
 
-def _weight(weights: torch.Tensor, level: int, point: int) -> torch.Tensor:
-    """``(N, Lq, M, L, K)`` -> ``(N M, 1, Lq, 1)``: one point's weights, broadcast over channels."""
-    return rearrange(weights[:, :, :, level, point:point + 1], "n q m k -> (n m) 1 q k")
+def _point_weights(weights: torch.Tensor) -> torch.Tensor:
+    """``(N, Lq, M, L, K)`` -> ``(L, K, N M, 1, 1, Lq)``, contiguous per point, broadcast over channels."""
+    return rearrange(weights, "n q m l k -> l k (n m) 1 1 q").contiguous()
 
 
 def _sample(level_map: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """``(N M, D, Lq, 1)``: the level's values at one point of every query."""
+    """``(N M, D, 1, Lq)``: the level's values at one point of every query."""
     return F.grid_sample(level_map, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
@@ -56,39 +57,42 @@ class _MSDeformAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, value, locations, weights, shapes):
         N, Lq, M, _, K = weights.shape
-        out = value.new_zeros(N * M, value.shape[-1], Lq, 1)
+        grids, point_weights = _grids(locations), _point_weights(weights)
+        out = value.new_zeros(N * M, value.shape[-1], 1, Lq)
         for level, level_map in enumerate(_level_maps(value, shapes)):
             level_map = level_map.contiguous()  # once per level, not once per point
             for point in range(K):
-                out.addcmul_(_sample(level_map, _grid(locations, level, point)), _weight(weights, level, point))
+                out.addcmul_(_sample(level_map, grids[level, point]), point_weights[level, point])
         ctx.save_for_backward(value, locations, weights)
         ctx.shapes = shapes
-        return rearrange(out, "(n m) d q 1 -> n q (m d)", n=N)
+        return rearrange(out, "(n m) d 1 q -> n q (m d)", n=N)
 
     @staticmethod
     def backward(ctx, grad_out):
         value, locations, weights = ctx.saved_tensors
         N, Lq, M, _, K = weights.shape
-        grad_out = rearrange(grad_out, "n q (m d) -> (n m) d q 1", m=M)
-        grad_value, grad_locations, grad_weights = (torch.zeros_like(t) for t in (value, locations, weights))
+        grids, point_weights = _grids(locations), _point_weights(weights)
+        grad_out = rearrange(grad_out, "n q (m d) -> (n m) d 1 q", m=M).contiguous()
+        grad_value = torch.zeros_like(value)
+        grad_grids, grad_point_weights = torch.empty_like(grids), torch.empty_like(point_weights)
         start = 0
         for level, level_map in enumerate(_level_maps(value, ctx.shapes)):
             level_map = level_map.detach().contiguous().requires_grad_(True)
             grad_map = torch.zeros_like(level_map)
             for point in range(K):
-                grid = _grid(locations, level, point).detach().requires_grad_(True)
+                grid = grids[level, point].requires_grad_(True)
                 with torch.enable_grad():
                     sampled = _sample(level_map, grid)
-                grad_sample = grad_out * _weight(weights, level, point)
-                g_map, g_grid = torch.autograd.grad(sampled, (level_map, grid), grad_sample)
+                g_map, grad_grids[level, point] = torch.autograd.grad(
+                    sampled, (level_map, grid), grad_out * point_weights[level, point])
                 grad_map += g_map
-                grad_locations[:, :, :, level, point] = rearrange(2 * g_grid, "(n m) q 1 xy -> n q m xy", n=N)
                 # grid_sample's backward does not read its output: reuse the sample's memory
-                grad_weights[:, :, :, level, point] = rearrange(sampled.detach().mul_(grad_out).sum(1),
-                                                                "(n m) q 1 -> n q m", n=N)
+                grad_point_weights[level, point] = sampled.detach().mul_(grad_out).sum(1, keepdim=True)
             H, W = ctx.shapes[level]
             grad_value[:, start:start + H * W] = rearrange(grad_map, "(n m) d h w -> n (h w) m d", n=N)
             start += H * W
+        grad_locations = rearrange(2 * grad_grids, "l k (n m) 1 q xy -> n q m l k xy", n=N)
+        grad_weights = rearrange(grad_point_weights, "l k (n m) 1 1 q -> n q m l k", n=N)
         return grad_value, grad_locations, grad_weights, None
 
 
