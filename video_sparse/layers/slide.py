@@ -60,8 +60,8 @@ class SlideAttention(nn.Module):
 
     @staticmethod
     def _check_fixed_kernel(module: SlideAttention, incompatible_keys) -> None:
-        """After a load: the fixed path is folded in as shifts, so ``dep_conv.weight`` must be the one-hot
-        kernel it stands for (the official model keeps it frozen)."""
+        """After a load: the fixed path is added as the one-hot kernel, so ``dep_conv.weight`` must be
+        exactly that kernel (the official model keeps it frozen)."""
         expected = one_hot_shift_kernel(module.dep_conv.in_channels, module.kernel_size)
         if not torch.equal(module.dep_conv.weight.detach().cpu(), expected.to(module.dep_conv.weight.dtype)):
             raise ValueError("dep_conv.weight is not the one-hot shift kernel (the official model keeps it frozen): "
