@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+from einops import rearrange
 from torchvision.ops import StochasticDepth
 
 
@@ -59,6 +60,16 @@ def run_stage(downsample: nn.Module, blocks: nn.Module, x: torch.Tensor, frames:
     for block in blocks:
         x = block(x, frames)
     return x
+
+
+def per_clip(stream: torch.Tensor, frames: int, fn) -> torch.Tensor:
+    """``fn`` applied to the stream's clips: ``(N * T, H, W, C)`` (frames of a clip consecutive) is
+    viewed as ``(N, C, T, H, W)`` for ``fn`` and its result brought back to the stream's layout.
+    The per-frame transformers' inter-frame sub-blocks run their operators through it."""
+    if stream.shape[0] % frames:
+        raise ValueError(f"batch {stream.shape[0]} is not a whole number of {frames}-frame clips")
+    out = fn(rearrange(stream, "(n t) h w c -> n c t h w", t=frames))
+    return rearrange(out, "n c t h w -> (n t) h w c")
 
 
 class GlobalAttention(nn.Module):

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from einops import rearrange
 
 from ..ops.sifa import motion_map, sifa_aggregate, sifa_attention
+from .block import per_clip
 from .bottleneck import C2DBottleneck
 
 
@@ -67,9 +67,9 @@ class FrameSIFA(nn.Module):
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         if not self.sifa:
             return x
-        if x.shape[0] % frames:
-            raise ValueError(f"batch {x.shape[0]} is not a whole number of {frames}-frame clips")
-        clips = rearrange(self.norm(x), "(n t) h w c -> n c t h w", t=frames)
+        return x + self.gamma * per_clip(self.norm(x), frames, self.aggregate)
+
+    def aggregate(self, clips: torch.Tensor) -> torch.Tensor:
+        """``A`` on the normalised clips ``(N, C, T, H, W)``."""
         offsets = self.conv_offset(motion_map(clips))
-        aggregated = sifa_aggregate(clips, offsets, self.kernel_size, self.dilation, self.groups, self.normalize)
-        return x + self.gamma * rearrange(aggregated, "n c t h w -> (n t) h w c")
+        return sifa_aggregate(clips, offsets, self.kernel_size, self.dilation, self.groups, self.normalize)

@@ -19,6 +19,7 @@ from einops import rearrange
 
 from ..ops.msdeform_attention import msdeform_attention
 from ..ops.sifa import motion_map
+from .block import per_clip
 from .bottleneck import C2DBottleneck
 from .msdeform import reset_msdeform_parameters
 
@@ -118,7 +119,4 @@ class FrameMSDeform(nn.Module):
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         if not self.enabled:
             return x
-        if x.shape[0] % frames:
-            raise ValueError(f"batch {x.shape[0]} is not a whole number of {frames}-frame clips")
-        clips = rearrange(self.norm(x), "(n t) h w c -> n c t h w", t=frames)
-        return x + self.gamma * rearrange(self.attn(clips), "n c t h w -> (n t) h w c")
+        return x + self.gamma * per_clip(self.norm(x), frames, self.attn)
