@@ -1,5 +1,5 @@
-"""BRA, MSDA, CSWin and Slide: forward+backward time and peak memory, ours vs the official
-formulations, at the official stage shapes for a video batch of 8 frames; Slide's inference with and
+"""BRA, MSDA, CSWin, Slide, DAT and DPT's DePatch: forward+backward time and peak memory, ours vs
+the official formulations, at the official stage shapes for a video batch of 8 frames; Slide's inference with and
 without re-parameterisation; the MSDeformAttn core vs Deformable DETR's pure-PyTorch core; then
 end-to-end clips/s of the video models.
 
@@ -15,7 +15,12 @@ peak on cuda, the growth of the process's peak RSS over its resident size before
 cpu. Module shapes: BiFormer-T stages 1/2/3 = 64/128/256 channels at 56²/28²/14² (n_win 7,
 top-k 1/4/16, 2/4/8 heads); DilateFormer-T stages 1/2 = 72/144 channels at 56²/28² (3/6 heads,
 dilations 1, 2, 3); CSWin-T stages 1/2 = 64/128 channels at 56²/28² (stripes 1/2, 2/4 heads);
-Slide-Swin-T stages 1/2 = 96/192 channels at 56²/28² (3/6 heads, 3x3 neighbourhoods).
+Slide-Swin-T stages 1/2 = 96/192 channels at 56²/28² (3/6 heads, 3x3 neighbourhoods); DAT-T's
+deformable attention in stages 3/4 = 384/768 channels at 14²/7² (12/24 heads, 3/6 offset groups,
+offset kernels 5/3) and its shifted windows in stage 1 (96 channels at 56², 3 heads, 7x7, shift 4),
+against the official ``DAttentionBaseline`` / ``ShiftWindowAttention`` formulations; DPT-T's DePatch
+into stage 2 (64 -> 128 channels, 56² -> 28²) against the official ``Simple_DePatch`` with the
+pure-PyTorch MSDeformAttn core.
 MSDeformAttn: Deformable DETR's encoder at an 800x1088 image (levels 100x136, 50x68, 25x34, 13x17,
 every position a query, 8 heads of 32 channels, 4 points per level) and the temporal mixer of
 c2d_msdeform_r50's layer2 / layer3 for 2 clips of 16 frames at 224 px (T = 4 after the stem: 8 query
@@ -43,11 +48,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 import video_sparse  # noqa: E402
 from video_sparse.layers.biformer import BiLevelRoutingAttention  # noqa: E402
 from video_sparse.layers.cswin import CrossShapedWindowAttention  # noqa: E402
+from video_sparse.layers.dat import DeformableAttention, WindowAttention  # noqa: E402
+from video_sparse.layers.depatch import DePatchEmbed  # noqa: E402
 from video_sparse.layers.dilate import MultiScaleDilatedAttention  # noqa: E402
 from video_sparse.layers.slide import SlideAttention  # noqa: E402
 from video_sparse.ops.msdeform_attention import msdeform_attention  # noqa: E402
-from official_mixers import (official_bra, official_cswin, official_msda, official_msdeform_core,  # noqa: E402
-                             official_slide)
+from official_mixers import (official_bra, official_cswin, official_dat_attention, official_depatch,  # noqa: E402
+                             official_msda, official_msdeform_core, official_slide, official_window_attention)
 
 FRAMES = 8
 CASES = {  # name: (module factory, map side, channels)
@@ -60,18 +67,26 @@ CASES = {  # name: (module factory, map side, channels)
     "CSWin CSWin-T stage 2": (lambda: CrossShapedWindowAttention(128, 4, 2), 28, 128),
     "Slide Slide-Swin-T stage 1": (lambda: SlideAttention(96, 3), 56, 96),
     "Slide Slide-Swin-T stage 2": (lambda: SlideAttention(192, 6), 28, 192),
+    "DAT DAT-T stage 3 deformable": (lambda: DeformableAttention(384, 12, 3, 14, 2.0, 5), 14, 384),
+    "DAT DAT-T stage 4 deformable": (lambda: DeformableAttention(768, 24, 6, 7, 2.0, 3), 7, 768),
+    "Window DAT-T stage 1 shifted": (lambda: WindowAttention(96, 3, 7, 4, 56), 56, 96),
+    "DePatch DPT-T stage 2": (lambda: DePatchEmbed(64, 128, 28), 56, 64),
 }
+CHANNELS_FIRST = ("DAT", "Window", "DePatch")  # modules taking (B, C, H, W) maps
 ENCODER_LEVELS = [(100, 136), (50, 68), (25, 34), (13, 17)]
 MSDEFORM_CASES = {  # name: (batch, queries, level shapes, heads, channels per head, points)
     "MSDeformAttn Deformable-DETR encoder": (1, sum(h * w for h, w in ENCODER_LEVELS), ENCODER_LEVELS, 8, 32, 4),
     "MSDeformAttn c2d_msdeform_r50 layer2": (8, 28 * 28, [(28, 28)] * 3, 4, 32, 4),
     "MSDeformAttn c2d_msdeform_r50 layer3": (8, 14 * 14, [(14, 14)] * 3, 8, 32, 4),
 }
-OFFICIAL = {"BRA": official_bra, "MSDA": official_msda, "CSWin": official_cswin, "Slide": official_slide}
+OFFICIAL = {"BRA": official_bra, "MSDA": official_msda, "CSWin": official_cswin, "Slide": official_slide,
+            "DAT": official_dat_attention, "Window": official_window_attention, "DePatch": official_depatch}
 VIDEO_MODELS = {  # name: (clips, frames, side)
     "sifa_biformer_nano": (16, 8, 64), "sifa_dilateformer_nano": (16, 8, 64),
     "sifa_cswin_nano": (16, 8, 64), "sifa_biformer_tiny": (1, 8, 224), "sifa_dilateformer_tiny": (1, 8, 224),
     "sifa_cswin_tiny": (1, 8, 224), "sifa_slide_nano": (16, 8, 64), "sifa_slide_tiny": (1, 8, 224),
+    "sifa_dat_nano": (16, 8, 64), "sifa_dat_tiny": (1, 8, 224), "sifa_dpt_nano": (16, 8, 64),
+    "sifa_dpt_tiny": (1, 8, 224),
 }
 
 
@@ -109,10 +124,12 @@ def one_mixer(case: str, impl: str, device: str, repeats: int) -> dict:
     factory, side, channels = CASES[case]
     torch.manual_seed(0)
     module = factory().to(device)
-    x = torch.randn(FRAMES, side, side, channels, device=device, requires_grad=True)
-    grad_out = torch.randn_like(x)
+    shape = (FRAMES, channels, side, side) if case.startswith(CHANNELS_FIRST) else (FRAMES, side, side, channels)
+    x = torch.randn(shape, device=device, requires_grad=True)
     official = OFFICIAL[case.split()[0]]
     forward = {"ours": lambda t: module(t), "official": lambda t: official(module, t)}[impl]
+    with torch.no_grad():
+        grad_out = torch.randn_like(module(x))
 
     def step():
         x.grad = None

@@ -186,3 +186,130 @@ def msdeform_attention_reference(value, spatial_shapes, locations, weights):
                                     sample = sample + wy * wx * value[n, starts[level] + yy * W + xx, m]
                         out[n, q, m] = out[n, q, m] + weights[n, q, m, level, k] * sample
     return out.reshape(N, Lq, M * D)
+
+
+def bilinear_align_corners_reference(image, y, x):
+    """``image`` ``(C, H, W)`` read at normalised ``(y, x)`` (tensors of any equal shape): -1 / 1
+    are the centres of the first / last pixel (``align_corners=True``), the four neighbours weighted
+    by their distances, those outside the map read as zero. Returns ``(C, *y.shape)``."""
+    C, H, W = image.shape
+    py, px = (y + 1) / 2 * (H - 1), (x + 1) / 2 * (W - 1)
+    y0, x0 = py.detach().floor(), px.detach().floor()
+    out = image.new_zeros(C, *y.shape)
+    for yy, wy in ((y0, y0 + 1 - py), (y0 + 1, py - y0)):
+        for xx, wx in ((x0, x0 + 1 - px), (x0 + 1, px - x0)):
+            inside = (yy >= 0) & (yy <= H - 1) & (xx >= 0) & (xx <= W - 1)
+            index = (yy.clamp(0, H - 1) * W + xx.clamp(0, W - 1)).long()
+            values = image.reshape(C, H * W)[:, index.reshape(-1)].reshape(C, *y.shape)
+            out = out + values * (wy * wx * inside)
+    return out
+
+
+def deformable_attention_reference(module, x):
+    """DAT's deformable attention (CVPR version) written from its definition, per image and head.
+    ``module``: our DeformableAttention (its parameters; the offset network run as the official
+    ``conv_offset``); x ``(B, C, H, W)``; the position table resized as the module does."""
+    from video_sparse.layers.dat import resize_table
+    B, C, H, W = x.shape
+    M, G = module.num_heads, module.groups
+    hd, cg = C // M, C // G
+    conv1x1 = lambda conv, t: torch.einsum("oc,bchw->bohw", conv.weight[:, :, 0, 0], t) + conv.bias.view(1, -1, 1, 1)  # noqa: E731
+    q = conv1x1(module.proj_q, x)
+    table = resize_table(module.rpe_table, (2 * H - 1, 2 * W - 1))
+    out = torch.zeros_like(x)
+    for b in range(B):
+        positions, samples = [], []
+        for g in range(G):
+            offset = module.conv_offset(q[b:b + 1, g * cg:(g + 1) * cg])[0]  # (2, Hk, Wk): (dy, dx)
+            Hk, Wk = offset.shape[1:]
+            ref_y = torch.tensor([[(i + 0.5) / Hk * 2 - 1 for _ in range(Wk)] for i in range(Hk)], dtype=x.dtype)
+            ref_x = torch.tensor([[(j + 0.5) / Wk * 2 - 1 for j in range(Wk)] for _ in range(Hk)], dtype=x.dtype)
+            py = (ref_y + torch.tanh(offset[0]) / Hk * module.offset_range_factor).reshape(-1)
+            px = (ref_x + torch.tanh(offset[1]) / Wk * module.offset_range_factor).reshape(-1)
+            positions.append((py, px))
+            samples.append(bilinear_align_corners_reference(x[b, g * cg:(g + 1) * cg], py, px))  # (cg, Ns)
+        sampled = torch.cat(samples)  # key j: every group's sample j, each at its group's position j
+        qy = torch.tensor([(i + 0.5) / H * 2 - 1 for i in range(H) for _ in range(W)], dtype=x.dtype)
+        qx = torch.tensor([(j + 0.5) / W * 2 - 1 for _ in range(H) for j in range(W)], dtype=x.dtype)
+        for h in range(M):
+            py, px = positions[h // (M // G)]  # a head's bias follows its group's positions
+            rows = slice(h * hd, (h + 1) * hd)
+            k = module.proj_k.weight[rows, :, 0, 0] @ sampled + module.proj_k.bias[rows, None]
+            v = module.proj_v.weight[rows, :, 0, 0] @ sampled + module.proj_v.bias[rows, None]
+            bias = bilinear_align_corners_reference(table[h:h + 1], (qy[:, None] - py[None]) / 2,
+                                                    (qx[:, None] - px[None]) / 2)[0]  # (HW, Ns)
+            logits = q[b, rows].reshape(hd, H * W).t() @ k * hd ** -0.5 + bias
+            out[b, rows] = (logits.softmax(-1) @ v.t()).t().reshape(hd, H, W)
+    return conv1x1(module.proj_out, out)
+
+
+def window_attention_reference(module, x):
+    """Swin / DAT window attention over the whole map with a dense mask from per-pixel rules: pixel
+    ``(y, x)`` sits at ``(y - s) mod Hp, (x - s) mod Wp`` of the map padded to whole windows and
+    rolled by the shift ``s``; a query sees the real pixels of its window, and with a shift only
+    those of its band on each axis (rows below ``Hp - w``, then below ``Hp - s``, then the rest);
+    the bias is the table's entry for their offset within the window. x ``(B, C, H, W)``."""
+    B, C, H, W = x.shape
+    w, s, M = module.window, module.shift, module.num_heads
+    Hp, Wp = -(-H // w) * w, -(-W // w) * w
+    hd = C // M
+
+    def band(r, n):
+        return 0 if not s or r < n - w else (1 if r < n - s else 2)
+    pixels = [(y, xx) for y in range(H) for xx in range(W)]
+    placed = [((y - s) % Hp, (xx - s) % Wp) for y, xx in pixels]
+    allowed = torch.zeros(len(pixels), len(pixels), dtype=torch.bool)
+    index = torch.zeros(len(pixels), len(pixels), dtype=torch.long)
+    for i, (r, c) in enumerate(placed):
+        for j, (r2, c2) in enumerate(placed):
+            same_window = (r // w, c // w) == (r2 // w, c2 // w)
+            same_band = band(r, Hp) == band(r2, Hp) and band(c, Wp) == band(c2, Wp)
+            allowed[i, j] = same_window and same_band
+            index[i, j] = (r % w - r2 % w + w - 1) * (2 * w - 1) + (c % w - c2 % w + w - 1)
+    tokens = x.flatten(2).transpose(1, 2)  # (B, HW, C)
+    q, k, v = (module.proj_qkv(tokens)).chunk(3, dim=-1)
+    out = torch.zeros_like(tokens)
+    for h in range(M):
+        rows = slice(h * hd, (h + 1) * hd)
+        logits = q[..., rows] @ k[..., rows].transpose(1, 2) * hd ** -0.5
+        logits = logits + module.relative_position_bias_table[index, h]
+        logits = logits.masked_fill(~allowed, float("-inf"))
+        out[..., rows] = logits.softmax(-1) @ v[..., rows]
+    return module.proj_out(out).transpose(1, 2).reshape(B, C, H, W)
+
+
+def depatch_reference(module, x):
+    """DPT's DePatch written from its definition, patch by patch: the predicted code plus the wh
+    bias; the box ``centre +- half`` with ``centre = anchor + tanh(d) / n`` and
+    ``half = relu(tanh(wh)) / n``, clamped to [0, 1]; 3 x 3 points from edge to edge, x-index major;
+    each read at pixel ``loc * size - 0.5`` from its four neighbours (zero outside); the samples
+    flattened as ``[point, channel]``, projected and normalised. ``module``: our DePatchEmbed."""
+    B, C, H, W = x.shape
+    s, n = module.stride, module.points
+    rows, cols = -(-H // s), -(-W // s)
+    padded = torch.nn.functional.pad(x, (0, (cols - 1) * s + 2 - W, 0, (rows - 1) * s + 2 - H))
+    features = module.patch_embed.proj(padded)  # (B, dim, rows, cols)
+    out = []
+    for b in range(B):
+        for i in range(rows):
+            for j in range(cols):
+                f = torch.nn.functional.gelu(module.patch_embed.norm(features[b, :, i, j]))
+                dx, dy, w, h = module.offset_predictor(f) + torch.cat([x.new_zeros(2), module.box_coder.wh_bias])
+                cx, cy = (j + 0.5) / cols + torch.tanh(dx) / cols, (i + 0.5) / rows + torch.tanh(dy) / rows
+                hw, hh = torch.relu(torch.tanh(w)) / cols, torch.relu(torch.tanh(h)) / rows
+                x0, x1 = (cx - hw).clamp(0, 1), (cx + hw).clamp(0, 1)
+                y0, y1 = (cy - hh).clamp(0, 1), (cy + hh).clamp(0, 1)
+                samples = []
+                for a in range(n):  # x index major
+                    for c in range(n):
+                        px = (x0 + (x1 - x0) * a / (n - 1)) * W - 0.5
+                        py = (y0 + (y1 - y0) * c / (n - 1)) * H - 0.5
+                        fx, fy = math.floor(px.item()), math.floor(py.item())
+                        sample = x.new_zeros(C)
+                        for yy, wy in ((fy, fy + 1 - py), (fy + 1, py - fy)):
+                            for xx, wx in ((fx, fx + 1 - px), (fx + 1, px - fx)):
+                                if 0 <= yy < H and 0 <= xx < W:
+                                    sample = sample + wy * wx * x[b, :, yy, xx]
+                        samples.append(sample)
+                out.append(module.norm(module.output_proj(torch.cat(samples))))
+    return torch.stack(out).reshape(B, rows, cols, -1).permute(0, 3, 1, 2)

@@ -171,3 +171,149 @@ def official_msdeform_attn(module, query, reference_points, input_flatten, spati
         boxes = reference_points[:, :, None, :, None]
         locations = boxes[..., :2] + offsets / K * boxes[..., 2:] * 0.5
     return module.output_proj(official_msdeform_core(value, spatial_shapes, locations, weights))
+
+
+def official_dat_attention(module, x):
+    """DAT's ``DAttentionBaseline.forward`` (CVPR version: references and query grid at
+    ``(i + 0.5) / n``, offset range ``1 / n``), step by step: einsums over ``(B heads, C, N)``,
+    the table expanded per image and sampled with a ``(B G, HW, Ns, 2)`` displacement grid, the
+    logits and their softmax materialised. ``module``: our DeformableAttention; x ``(B, C, H, W)``
+    at the map size its table was built for."""
+    import torch.nn.functional as F
+    B, C, H, W = x.shape
+    G, M = module.groups, module.num_heads
+    hd, cg = C // M, C // G
+    q = module.proj_q(x)
+    offset = module.conv_offset(q.reshape(B * G, cg, H, W))
+    Hk, Wk = offset.shape[2:]
+    offset = offset.tanh().mul(torch.tensor([1.0 / Hk, 1.0 / Wk], dtype=x.dtype).reshape(1, 2, 1, 1))
+    offset = offset.mul(module.offset_range_factor).permute(0, 2, 3, 1)
+
+    def grid(h, w):
+        ys = torch.linspace(0.5, h - 0.5, h, dtype=x.dtype)
+        xs = torch.linspace(0.5, w - 0.5, w, dtype=x.dtype)
+        ref = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1)
+        ref[..., 1].div_(w).mul_(2).sub_(1)
+        ref[..., 0].div_(h).mul_(2).sub_(1)
+        return ref[None].expand(B * G, -1, -1, -1)
+    pos = offset + grid(Hk, Wk)
+    sampled = F.grid_sample(x.reshape(B * G, cg, H, W), pos[..., (1, 0)], mode="bilinear", align_corners=True)
+    sampled = sampled.reshape(B, C, 1, Hk * Wk)
+    q = q.reshape(B * M, hd, H * W)
+    k = module.proj_k(sampled).reshape(B * M, hd, Hk * Wk)
+    v = module.proj_v(sampled).reshape(B * M, hd, Hk * Wk)
+    attn = torch.einsum("b c m, b c n -> b m n", q, k).mul(hd ** -0.5)
+    rpe = module.rpe_table[None].expand(B, -1, -1, -1)
+    displacement = (grid(H, W).reshape(B * G, H * W, 2).unsqueeze(2)
+                    - pos.reshape(B * G, Hk * Wk, 2).unsqueeze(1)).mul(0.5)
+    bias = F.grid_sample(rearrange(rpe, "b (g c) h w -> (b g) c h w", g=G), displacement[..., (1, 0)],
+                         mode="bilinear", align_corners=True)
+    attn = (attn + bias.reshape(B * M, H * W, Hk * Wk)).softmax(dim=2)
+    out = torch.einsum("b m n, b c n -> b c m", attn, v).reshape(B, C, H, W)
+    return module.proj_out(out)
+
+
+def official_window_attention(module, x):
+    """DAT's ``LocalAttention`` / ``ShiftWindowAttention.forward``: roll, windows by einops,
+    q scaled, einsum logits + the indexed bias + the ``-100`` ``attn_mask`` buffer, softmax, roll
+    back. ``module``: our WindowAttention; x ``(B, C, H, W)`` at the buffer's map size."""
+    B, C, H, W = x.shape
+    w, s, M = module.window, module.shift, module.num_heads
+    if s:
+        x = torch.roll(x, shifts=(-s, -s), dims=(2, 3))
+    r1, r2 = H // w, W // w
+    tokens = rearrange(x, "b c (r1 h1) (r2 w1) -> (b r1 r2) (h1 w1) c", h1=w, w1=w)
+    q, k, v = torch.chunk(module.proj_qkv(tokens), 3, dim=2)
+    q = q * (C // M) ** -0.5
+    q, k, v = [rearrange(t, "b n (h c1) -> b h n c1", h=M) for t in (q, k, v)]
+    attn = torch.einsum("b h m c, b h n c -> b h m n", q, k)
+    bias = module.relative_position_bias_table[module.relative_position_index.view(-1)].view(w * w, w * w, -1)
+    attn = attn + bias.permute(2, 0, 1).unsqueeze(0)
+    if s:
+        nW = module.attn_mask.shape[0]
+        attn = rearrange(attn, "(b n) h w1 w2 -> b n h w1 w2", n=nW) + module.attn_mask.reshape(1, nW, 1, w * w, w * w)
+        attn = rearrange(attn, "b n h w1 w2 -> (b n) h w1 w2")
+    out = torch.einsum("b h m n, b h n c -> b h m c", attn.softmax(dim=3), v)
+    out = module.proj_out(rearrange(out, "b h n c1 -> b n (h c1)"))
+    out = rearrange(out, "(b r1 r2) (h1 w1) c -> b c (r1 h1) (r2 w1)", r1=r1, r2=r2, h1=w, w1=w)
+    return torch.roll(out, shifts=(s, s), dims=(2, 3)) if s else out
+
+
+def official_depatch(module, x):
+    """DPT's ``Simple_DePatch.forward`` at its build size: the code from the patch features, the wh
+    bias added, ``pointwhCoder.decode`` against the ``anchor`` buffer, ``meshgrid`` by linear
+    interpolation and ``repeat_interleave``, then Deformable DETR's pure core with one head,
+    level and point and unit weights, ``output_proj``, ``norm``. ``module``: our DePatchEmbed."""
+    import torch.nn.functional as F
+    B, C, H, W = x.shape
+    n, anchor = module.points, module.box_coder.anchor.to(x.dtype)
+    P = anchor.shape[0]
+    side = int(P ** 0.5)
+    feats = module.patch_embed.norm(module.patch_embed.proj(x).flatten(2).transpose(1, 2))
+    code = module.offset_predictor(F.gelu(feats))
+    code = torch.cat([code[:, :, :2], code[:, :, 2:] + module.box_coder.wh_bias], dim=-1)
+    pixel = 1.0 / side
+    dx, dy = torch.tanh(code[:, :, 0]) * pixel, torch.tanh(code[:, :, 1]) * pixel
+    dw, dh = F.relu(torch.tanh(code[:, :, 2])) * pixel, F.relu(torch.tanh(code[:, :, 3])) * pixel
+    boxes = torch.stack([dx + anchor[:, 0] - dw, dy + anchor[:, 1] - dh, dx + anchor[:, 0] + dw,
+                         dy + anchor[:, 1] + dh], dim=-1).clamp(0.0, 1.0)
+    xs = F.interpolate(boxes[:, :, 0::2], size=n, mode="linear", align_corners=True)
+    ys = F.interpolate(boxes[:, :, 1::2], size=n, mode="linear", align_corners=True)
+    xs, ys = xs.unsqueeze(3).repeat_interleave(n, dim=3), ys.unsqueeze(2).repeat_interleave(n, dim=2)
+    locations = torch.stack([xs, ys], dim=-1).reshape(B, P * n * n, 1, 1, 1, 2)
+    value = x.reshape(B, C, 1, H * W).transpose(1, 3)  # (B, HW, 1 head, C)
+    out = official_msdeform_core(value, [(H, W)], locations, torch.ones(B, P * n * n, 1, 1, 1, dtype=x.dtype))
+    out = module.output_proj(out.reshape(B, P, n * n * C))
+    return module.norm(out).transpose(1, 2).reshape(B, -1, side, side)
+
+
+def official_dpt_logits(model, x):
+    """DPT's ``DeformablePatchTransformer.forward`` at its build size from the official state_dict
+    names: stage 1's conv patch embedding + ``pos_embed1``, :func:`official_depatch` +
+    ``pos_embedK`` into stages 2-4, PVT blocks (spatial-reduction attention with explicit
+    ``softmax(q k^T scale)``), the class token before stage 4, ``norm``, ``head`` of the token."""
+    import torch.nn.functional as F
+    state = model.state_dict()
+    B = x.shape[0]
+
+    def block(blk, t, H, W):
+        attn, (N, C) = blk.attn, t.shape[1:]
+        y = blk.norm1(t)
+        q = attn.q(y).reshape(B, N, attn.num_heads, -1).permute(0, 2, 1, 3)
+        if attn.sr_ratio > 1:
+            y = attn.norm(attn.sr(y.permute(0, 2, 1).reshape(B, C, H, W)).reshape(B, C, -1).permute(0, 2, 1))
+        kv = attn.kv(y).reshape(B, -1, 2, attn.num_heads, C // attn.num_heads).permute(2, 0, 3, 1, 4)
+        a = (q @ kv[0].transpose(-2, -1) * (C // attn.num_heads) ** -0.5).softmax(dim=-1)
+        t = t + attn.proj((a @ kv[1]).transpose(1, 2).reshape(B, N, C))
+        return t + blk.mlp(blk.norm2(t))
+    embed = model.patch_embed1
+    t = embed.norm(embed.proj(x).flatten(2).transpose(1, 2)) + state["pos_embed1"]
+    H = W = x.shape[-1] // embed.proj.stride[0]
+    for i in range(1, 5):
+        if i > 1:
+            grid = official_depatch(model.get_submodule(f"patch_embed{i}"), t.transpose(1, 2).reshape(B, -1, H, W))
+            H, W = grid.shape[-2:]
+            t = grid.flatten(2).transpose(1, 2)
+            if i == 4:
+                t = torch.cat([model.cls_token.expand(B, -1, -1), t], dim=1)
+            t = t + state[f"pos_embed{i}"]
+        for blk in model.get_submodule(f"block{i}"):
+            t = block(blk, t, H, W)
+    return model.head(F.layer_norm(t, t.shape[-1:], model.norm.weight, model.norm.bias, model.norm.eps)[:, 0])
+
+
+def official_dat_logits(model, x):
+    """DAT's ``DAT.forward`` at its build size (maps divisible by the windows): ``patch_proj``;
+    per stage and block ``x = attn(LN(x)) + x``, ``x = mlp(LN(x)) + x`` with the attentions in
+    their official formulations (:func:`official_window_attention`, :func:`official_dat_attention`);
+    ``down_projs`` between stages; ``cls_norm``, average pool, ``cls_head``."""
+    from video_sparse.layers.dat import DeformableAttention
+    x = model.patch_proj(x)
+    for i, stage in enumerate(model.stages):
+        for d, attn in enumerate(stage.attns):
+            official = official_dat_attention if isinstance(attn, DeformableAttention) else official_window_attention
+            x = official(attn, stage.layer_norms[2 * d](x)) + x
+            x = stage.mlps[d](stage.layer_norms[2 * d + 1](x)) + x
+        if i < 3:
+            x = model.down_projs[i](x)
+    return model.cls_head(model.cls_norm(x).mean(dim=(2, 3)))

@@ -21,7 +21,7 @@ DATA = Path(__file__).parent / "data"
 TOL = dict(rtol=0, atol=1e-10)
 IMAGE_MODELS = ["biformer_tiny", "biformer_small", "biformer_base", "dilateformer_tiny", "dilateformer_small",
                 "dilateformer_base", "cswin_tiny", "cswin_small", "cswin_base", "slide_swin_tiny", "slide_swin_small",
-                "slide_swin_base"]
+                "slide_swin_base", "dat_tiny", "dat_small", "dat_base", "dpt_tiny", "dpt_small", "dpt_medium"]
 
 
 def _tie_free_input(module, shape, seed):
@@ -90,9 +90,23 @@ def test_image_backbones_have_official_keys_shapes_and_parameter_counts(name):
     assert ours == official["state_dict"]
 
 
+@pytest.mark.parametrize("hw", [(224, 224), (256, 256), (200, 264)])
+@pytest.mark.parametrize("name,deformable", [("dat_tiny", "stages.2.attns.1.rpe_table"),
+                                             ("dpt_tiny", "patch_embed3.offset_predictor.weight")])
+def test_deformable_backbones_run_forward_and_backward_at_any_size(name, deformable, hw):
+    """The official DAT fails at 256 px, DPT at anything but 224."""
+    model = video_sparse.build_model(name, num_classes=10)
+    x = torch.randn(1, 3, *hw, requires_grad=True)
+    out = model(x)
+    out.sum().backward()
+    assert out.shape == (1, 10) and torch.isfinite(x.grad).all()
+    assert model.get_parameter(deformable).grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("name,video_name", [("biformer_tiny", "sifa_biformer_tiny"),
                                              ("dilateformer_tiny", "sifa_dilateformer_tiny"),
-                                             ("cswin_tiny", "sifa_cswin_tiny"), ("slide_swin_tiny", "sifa_slide_tiny")])
+                                             ("cswin_tiny", "sifa_cswin_tiny"), ("slide_swin_tiny", "sifa_slide_tiny"),
+                                             ("dat_tiny", "sifa_dat_tiny"), ("dpt_tiny", "sifa_dpt_tiny")])
 def test_official_checkpoint_loads_into_image_and_video_models(name, video_name, tmp_path):
     official = json.loads((DATA / f"{name}.json").read_text())["state_dict"]
     g = torch.Generator().manual_seed(0)
@@ -108,25 +122,27 @@ def test_official_checkpoint_loads_into_image_and_video_models(name, video_name,
     image = video_sparse.build_model(name, num_classes=1000)
     report = video_sparse.load_pretrained(image, str(path), strict=True)
     assert report.missing == report.unexpected == report.mismatched == []
-    torch.testing.assert_close(image.state_dict()["head.weight"], state["head.weight"])
+    classifier = sorted(k for k in state if k.startswith(("head.", "cls_head.")))  # DAT: cls_head
+    torch.testing.assert_close(image.state_dict()[classifier[-1]], state[classifier[-1]])
 
     video = video_sparse.build_model(video_name, num_classes=7, pretrained=str(path))
     loaded = video.state_dict()
     for k, v in state.items():
-        if not k.startswith("head."):
+        if k not in classifier:
             torch.testing.assert_close(loaded["backbone." + k], v)
     down, blocks = video.backbone.stage_parts()[-1]
     for dual, source in ((video.dual_downsample, down), (video.dual_blocks, blocks), (video.dual_norm, video.backbone.norm)):
-        source_state = source.state_dict()
-        for k, v in dual.state_dict().items():
+        source_state = dict(source.named_parameters())  # (DPT's state_dict renames its position embeddings)
+        for k, v in dual.named_parameters():
             torch.testing.assert_close(v, source_state[k])
     report = video_sparse.load_pretrained(video, str(path))
     assert report.unexpected == [] and report.mismatched == []
-    assert report.dropped == ["head.bias", "head.weight"]
+    assert report.dropped == classifier
     assert all(".temporal." in k or k.startswith("head") for k in report.missing), report.missing
 
 
-@pytest.mark.parametrize("name", ["sifa_biformer_nano", "sifa_dilateformer_nano", "sifa_cswin_nano", "sifa_slide_nano"])
+@pytest.mark.parametrize("name", ["sifa_biformer_nano", "sifa_dilateformer_nano", "sifa_cswin_nano", "sifa_slide_nano",
+                                  "sifa_dat_nano", "sifa_dpt_nano"])
 def test_video_models_any_clip_length_and_size(name):
     model = video_sparse.build_model(name, num_classes=5).eval()
     with torch.no_grad():
@@ -135,7 +151,18 @@ def test_video_models_any_clip_length_and_size(name):
             assert main.shape == dual.shape == (2, 5) and torch.isfinite(main).all()
 
 
-@pytest.mark.parametrize("name", ["sifa_biformer_tiny", "sifa_dilateformer_tiny", "sifa_cswin_tiny", "sifa_slide_tiny"])
+@pytest.mark.parametrize("name", ["sifa_biformer_nano", "sifa_dilateformer_nano", "sifa_cswin_nano", "sifa_slide_nano",
+                                  "sifa_dat_nano", "sifa_dpt_nano", "c2d_dat_nano", "c2d_dpt_nano"])
+def test_every_trainable_parameter_of_the_video_models_gets_a_gradient(name):
+    """DDP (without find_unused_parameters) waits for every trainable parameter's gradient."""
+    model = video_sparse.build_model(name, num_classes=3)
+    out = model(torch.randn(2, 3, 4, 32, 32))
+    sum(o.sum() for o in (out if isinstance(out, tuple) else (out,))).backward()
+    assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
+
+
+@pytest.mark.parametrize("name", ["sifa_biformer_tiny", "sifa_dilateformer_tiny", "sifa_cswin_tiny", "sifa_slide_tiny",
+                                  "sifa_dpt_tiny"])  # DAT's stages: tests/test_dat.py
 def test_sifa_sits_after_the_attention_of_the_last_two_stages(name):
     model = video_sparse.build_model(name, num_classes=5)
     parts = model.backbone.stage_parts()
@@ -147,7 +174,8 @@ def test_sifa_sits_after_the_attention_of_the_last_two_stages(name):
                                      for b in blocks)
 
 
-@pytest.mark.parametrize("name", ["c2d_biformer_nano", "c2d_dilateformer_nano", "c2d_cswin_nano", "c2d_slide_nano"])
+@pytest.mark.parametrize("name", ["c2d_biformer_nano", "c2d_dilateformer_nano", "c2d_cswin_nano", "c2d_slide_nano",
+                                  "c2d_dat_nano", "c2d_dpt_nano"])
 def test_baselines_are_blind_to_frame_order(name):
     model = video_sparse.build_model(name, num_classes=4).eval()
     x = torch.randn(2, 3, 6, 32, 32)
@@ -221,7 +249,7 @@ def test_bad_spatial_mixer_is_named():
 
 
 @pytest.mark.parametrize("model", [["model=sifa_biformer_nano"], ["model=c2d_dilateformer_nano"],
-                                   ["model=sifa_cswin_nano"],
+                                   ["model=sifa_cswin_nano"], ["model=sifa_dat_nano"], ["model=sifa_dpt_nano"],
                                    ["model=sifa_small", "model.spatial_mixer=msda"]])
 def test_train_app_runs_the_new_models(model, tiny_overrides, tmp_path):
     run_app("train.py", [*tiny_overrides, *model, f"hydra.run.dir={tmp_path}/run"], tmp_path)

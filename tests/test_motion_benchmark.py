@@ -63,12 +63,13 @@ def _train_motion(tmp_path, model, timeout):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["sifa_biformer_nano", "sifa_dilateformer_nano", "sifa_cswin_nano",
-                                   "sifa_slide_nano"])
+                                   "sifa_slide_nano", "sifa_dat_nano", "sifa_dpt_nano"])
 def test_sifa_transformers_learn_the_direction(tmp_path, model):
     assert _train_motion(tmp_path, model, timeout=3000)["top1"] >= 0.95
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["c2d_biformer_nano", "c2d_dilateformer_nano", "c2d_cswin_nano", "c2d_slide_nano"])
+@pytest.mark.parametrize("model", ["c2d_biformer_nano", "c2d_dilateformer_nano", "c2d_cswin_nano", "c2d_slide_nano",
+                                   "c2d_dat_nano", "c2d_dpt_nano"])
 def test_transformer_baselines_stay_order_blind(tmp_path, model):
     assert _train_motion(tmp_path, model, timeout=3000)["top1"] <= 0.55

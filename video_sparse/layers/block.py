@@ -1,9 +1,10 @@
-"""The pre-norm block shared by the pyramid transformers (BiFormer, DilateFormer), with a hook
-for an inter-frame mixer after the spatial attention."""
+"""What the pyramid transformers share: the pre-norm block with a hook for an inter-frame mixer
+after the spatial attention, the stage runner, global attention and the conv patch embedding."""
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from einops import rearrange
 from torchvision.ops import StochasticDepth
 
@@ -53,13 +54,30 @@ class MixerBlock(nn.Module):
         return x.permute(0, 3, 1, 2)
 
 
+BLOCK_LISTS = (nn.ModuleList, nn.Sequential)  # containers of blocks; any other stage module runs its own
+
+
 def run_stage(downsample: nn.Module, blocks: nn.Module, x: torch.Tensor, frames: int = 1) -> torch.Tensor:
     """One stage of a pyramid transformer: ``downsample`` brings ``x`` ``(B, C, H, W)`` to the
-    stage's resolution, then each block runs with the clip length ``frames`` (B = clips x frames)."""
+    stage's resolution, then the blocks run with the clip length ``frames`` (B = clips x frames):
+    each of a ``ModuleList`` / ``Sequential``, or a stage module taking ``(x, frames)`` (DAT)."""
     x = downsample(x)
+    if not isinstance(blocks, BLOCK_LISTS):
+        return blocks(x, frames)
     for block in blocks:
         x = block(x, frames)
     return x
+
+
+def attach_temporal(blocks: nn.Module, make) -> None:
+    """Give every block of a stage an inter-frame sub-block ``make(dim)`` after its attention:
+    the ``temporal`` hook of each block of a ``ModuleList`` / ``Sequential`` (:class:`MixerBlock`
+    and the like), or the stage module's own ``attach_temporal``."""
+    if not isinstance(blocks, BLOCK_LISTS):
+        blocks.attach_temporal(make)
+        return
+    for block in blocks:
+        block.temporal = make(block.norm1.normalized_shape[0])
 
 
 def per_clip(stream: torch.Tensor, frames: int, fn) -> torch.Tensor:
@@ -96,3 +114,18 @@ class GlobalAttention(nn.Module):
         if self.lepe is not None:
             out = out + self.lepe(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         return self.proj(out)
+
+
+class ConvPatchEmbed(nn.Module):
+    """``proj``: a ``patch x patch`` conv at stride ``patch`` (maps not divisible zero-padded at the
+    bottom / right); ``norm``: LayerNorm over channels. ``(B, Cin, H, W) -> (B, C, H / patch, W / patch)``."""
+
+    def __init__(self, in_dim: int, dim: int, patch: int):
+        super().__init__()
+        self.patch = patch
+        self.proj = nn.Conv2d(in_dim, dim, patch, patch)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (0, (-x.shape[-1]) % self.patch, 0, (-x.shape[-2]) % self.patch))
+        return self.norm(self.proj(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)

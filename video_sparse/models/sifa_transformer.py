@@ -20,17 +20,20 @@ import torch
 import torch.nn as nn
 from einops import rearrange
 
-from ..layers.block import run_stage
+from ..layers.block import attach_temporal, run_stage
 from ..layers.frame_skip import skip_frames
 from ..layers.heads import build_head
 from ..layers.sifa import FrameSIFA
 from ..layers.temporal_msdeform import FrameMSDeform
 from .biformer import BiFormer
 from .cswin import CSWin
+from .dat import DAT
+from .dpt import DPT
 from .slide_swin import SlideSwin
 from .dilateformer import DilateFormer
 from .pyramid import norm_map
-from .specs import PerFrameVideoSpec, SIFABiFormerSpec, SIFACSWinSpec, SIFADilateFormerSpec, SIFASlideSwinSpec
+from .specs import (PerFrameVideoSpec, SIFABiFormerSpec, SIFACSWinSpec, SIFADATSpec, SIFADilateFormerSpec, SIFADPTSpec,
+                    SIFASlideSwinSpec)
 
 
 class SIFATransformer(nn.Module):
@@ -51,15 +54,15 @@ class SIFATransformer(nn.Module):
         super().__init__()
         self.backbone = backbone
         parts = backbone.stage_parts()
+        def temporal(dim: int) -> nn.Module:
+            if spec.temporal_mixer == "sifa":
+                return FrameSIFA(dim, spec.sifa_kernel, spec.sifa_dilation, sifa=spec.sifa)
+            return FrameMSDeform(dim, spec.msdeform_head_dim, spec.msdeform_points, spec.temporal_window,
+                                 spec.msdeform_offsets, enabled=spec.sifa)
         for s in spec.sifa_stages:
             if not 0 <= s < len(parts):
                 raise ValueError(f"sifa_stages: stage {s} does not exist (0..{len(parts) - 1})")
-            for block in parts[s][1]:
-                dim = block.norm1.normalized_shape[0]
-                block.temporal = (FrameSIFA(dim, spec.sifa_kernel, spec.sifa_dilation, sifa=spec.sifa)
-                                  if spec.temporal_mixer == "sifa" else
-                                  FrameMSDeform(dim, spec.msdeform_head_dim, spec.msdeform_points, spec.temporal_window,
-                                                spec.msdeform_offsets, enabled=spec.sifa))
+            attach_temporal(parts[s][1], temporal)
         channels = backbone.num_features
         self.head = build_head(spec.head, channels, num_classes, spec.head_width, spec.dropout)
         self.dual = spec.dual
@@ -98,15 +101,18 @@ class SIFATransformer(nn.Module):
         if self.dual:
             down, blocks = self.backbone.stage_parts()[-1]
             dual_sources = {self._backbone_name(down) + ".": "dual_downsample.",
-                            self._backbone_name(blocks) + ".": "dual_blocks.", "norm.": "dual_norm."}
+                            self._backbone_name(blocks) + ".": "dual_blocks.",
+                            self._backbone_name(self.backbone.norm) + ".": "dual_norm."}
+        classifier = self._backbone_name(self.backbone.head) + "."
+        internal_name = getattr(self.backbone, "internal_name", lambda key: key)  # DPT's pos_embedK
         for k, v in state.items():
-            if k.startswith("head."):
+            if k.startswith(classifier):
                 dropped.append(k)
                 continue
             out["backbone." + k] = v
             for src, dst in dual_sources.items():
-                if k.startswith(src):
-                    out[dst + k[len(src):]] = v
+                if internal_name(k).startswith(src):
+                    out[dst + internal_name(k)[len(src):]] = v
         return out, sorted(dropped)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -146,3 +152,17 @@ def sifa_cswin(spec: SIFACSWinSpec, num_classes: int) -> SIFATransformer:
 def sifa_slide_swin(spec: SIFASlideSwinSpec, num_classes: int) -> SIFATransformer:
     """Slide-Swin (the spec's backbone fields) per frame, in a :class:`SIFATransformer`."""
     return SIFATransformer(SlideSwin(spec, num_classes=0), spec, num_classes)
+
+
+def sifa_dat(spec: SIFADATSpec, num_classes: int) -> SIFATransformer:
+    """DAT (the spec's backbone fields) per frame, in a :class:`SIFATransformer`."""
+    return SIFATransformer(DAT(spec, num_classes=0), spec, num_classes)
+
+
+def sifa_dpt(spec: SIFADPTSpec, num_classes: int) -> SIFATransformer:
+    """DPT (the spec's backbone fields) per frame, in a :class:`SIFATransformer`. The heads pool
+    the last map, so PVT's class token (kept so that official checkpoints load) is frozen: a
+    trainable parameter without gradient would stall DDP."""
+    backbone = DPT(spec, num_classes=0)
+    backbone.cls_token.requires_grad_(False)
+    return SIFATransformer(backbone, spec, num_classes)

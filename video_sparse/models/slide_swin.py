@@ -14,28 +14,12 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from ..layers.block import MixerBlock, Mlp
+from ..layers.block import ConvPatchEmbed, MixerBlock, Mlp
 from ..layers.slide import SlideAttention
 from ..layers.swin import PatchMerging, RelativePositionAttention
 from .pyramid import PyramidBackbone, init_weights
 from .specs import SlideSwinSpec
-
-
-class PatchEmbed(nn.Module):
-    """``proj`` (``patch x patch`` conv at stride ``patch``; sizes not divisible are zero-padded at
-    the bottom / right), then ``norm`` over channels. ``(B, 3, H, W) -> (B, C, H / patch, W / patch)``."""
-
-    def __init__(self, dim: int, patch: int = 4):
-        super().__init__()
-        self.patch = patch
-        self.proj = nn.Conv2d(3, dim, patch, patch)
-        self.norm = nn.LayerNorm(dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.pad(x, (0, (-x.shape[-1]) % self.patch, 0, (-x.shape[-2]) % self.patch))
-        return self.norm(self.proj(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 class SlideSwinStage(nn.Module):
@@ -56,7 +40,7 @@ class SlideSwin(PyramidBackbone):
     def __init__(self, spec: SlideSwinSpec, num_classes: int = 1000):
         super().__init__()
         dims = [spec.embed_dim * 2 ** i for i in range(4)]
-        self.patch_embed = PatchEmbed(dims[0], spec.patch_size)
+        self.patch_embed = ConvPatchEmbed(3, dims[0], spec.patch_size)
         rates = torch.linspace(0, spec.drop_path_rate, sum(spec.depths)).tolist()
         self.layers = nn.ModuleList()
         for i, (dim, heads) in enumerate(zip(dims, spec.num_heads)):

@@ -165,6 +165,46 @@ class SlideSwinSpec(Spec):
 
 
 @dataclass
+class DATSpec(Spec):
+    """DAT image backbone, CVPR version (:class:`~video_sparse.models.dat.DAT`)."""
+
+    builder: ClassVar[str] = "video_sparse.models.dat:DAT"
+    embed_dim: int = option(96, "channels of stage 1 (doubled per stage)", ge=1)
+    stage_spec: Tuple[str, ...] = option(("LS", "LS", "LDLDLD", "LD"), "per stage, the attention of each block: L "
+                                         "local window, S shifted window, D deformable")
+    num_heads: Tuple[int, ...] = option((3, 6, 12, 24), "attention heads per stage", ge=1)
+    groups: Tuple[int, ...] = option((1, 1, 3, 6), "per stage, the offset groups of its D blocks", ge=1)
+    window_size: int = option(7, "side of the L / S windows (S shifts by half of it, rounded up)", ge=1)
+    offset_range_factor: float = option(2.0, "D: offsets bounded to this many reference-grid cells", gt=0)
+    offset_kernel: Tuple[int, ...] = option((9, 7, 5, 3), "per stage, the depthwise kernel of the offset network",
+                                            ge=1)
+    patch_size: int = option(4, "side and stride of the patch embedding", ge=1)
+    merge_strides: Tuple[int, ...] = option((2, 2, 2), "strides of the 2x2 down-projections after stages 1-3 "
+                                            "(1 or 2)", ge=1, le=2)
+    img_size: int = option(224, "input size the D blocks' position tables and the S masks are laid out for", ge=1)
+    mlp_ratio: float = option(4.0, "MLP width / channels", gt=0)
+    drop_path_rate: float = option(0.0, "stochastic depth, linear from 0 over all blocks", ge=0, lt=1)
+
+
+@dataclass
+class DPTSpec(Spec):
+    """DPT image backbone: PVT with DePatch (:class:`~video_sparse.models.dpt.DPT`)."""
+
+    builder: ClassVar[str] = "video_sparse.models.dpt:DPT"
+    embed_dims: Tuple[int, ...] = option((64, 128, 320, 512), "channels per stage", ge=1)
+    depths: Tuple[int, ...] = option((2, 2, 2, 2), "blocks per stage", ge=1)
+    num_heads: Tuple[int, ...] = option((1, 2, 5, 8), "attention heads per stage", ge=1)
+    mlp_ratios: Tuple[float, ...] = option((8.0, 8.0, 4.0, 4.0), "MLP width / channels per stage", gt=0)
+    sr_ratios: Tuple[int, ...] = option((8, 4, 2, 1), "per stage, the factor keys and values are shrunk by", ge=1)
+    patch_size: int = option(4, "side and stride of stage 1's conv patch embedding", ge=1)
+    patch_points: int = option(3, "DePatch: samples per box side", ge=1)
+    merge_strides: Tuple[int, ...] = option((2, 2, 2), "strides of the DePatch embeddings into stages 2-4 (1 or 2)",
+                                            ge=1, le=2)
+    img_size: int = option(224, "input size the position embeddings are laid out for", ge=1)
+    drop_path_rate: float = option(0.0, "stochastic depth, linear from 0 over all blocks", ge=0, lt=1)
+
+
+@dataclass
 class PerFrameVideoSpec(Spec):
     """The video part of a per-frame pyramid transformer with SIFA
     (:class:`~video_sparse.models.sifa_transformer.SIFATransformer`)."""
@@ -212,3 +252,17 @@ class SIFASlideSwinSpec(PerFrameVideoSpec, SlideSwinSpec):
     """Slide-Swin per frame + SIFA in the last stages + dual branch."""
 
     builder: ClassVar[str] = "video_sparse.models.sifa_transformer:sifa_slide_swin"
+
+
+@dataclass
+class SIFADATSpec(PerFrameVideoSpec, DATSpec):
+    """DAT per frame + SIFA in the last stages + dual branch."""
+
+    builder: ClassVar[str] = "video_sparse.models.sifa_transformer:sifa_dat"
+
+
+@dataclass
+class SIFADPTSpec(PerFrameVideoSpec, DPTSpec):
+    """DPT per frame + SIFA in the last stages + dual branch."""
+
+    builder: ClassVar[str] = "video_sparse.models.sifa_transformer:sifa_dpt"

@@ -4,8 +4,8 @@ selects them on the command line (every field of the spec is a ``model.*`` key).
 from __future__ import annotations
 
 from .registry import register_variant
-from .specs import (BiFormerSpec, C2DResNetSpec, CSWinSpec, DilateFormerSpec, SIFABiFormerSpec, SIFACSWinSpec,
-                    SIFADilateFormerSpec, SIFASlideSwinSpec, SlideSwinSpec)
+from .specs import (BiFormerSpec, C2DResNetSpec, CSWinSpec, DATSpec, DilateFormerSpec, DPTSpec, SIFABiFormerSpec, SIFACSWinSpec,
+                    SIFADATSpec, SIFADilateFormerSpec, SIFADPTSpec, SIFASlideSwinSpec, SlideSwinSpec)
 
 # ----------------------------------------------------------------------------- C2D / SIFA-Net ResNets
 # Stages at strides 4, 4, 8, 8 of a 64 px clip: SIFA runs on 16x16 and 8x8 maps, where a step of the
@@ -68,6 +68,19 @@ for size, params in (("tiny", "28.34"), ("small", "49.74"), ("base", "87.94")):
     register_variant(f"slide_swin_{size}", SlideSwinSpec(**SLIDE_SWIN[size]), 1000,
                      f"Slide-Swin-{size[0].upper()} image backbone, official configuration ({params} M trainable "
                      "parameters at 1000 classes); input (N, 3, H, W), any size.")
+DAT = {"tiny": dict(embed_dim=96, stage_spec=("LS", "LS", "LDLDLD", "LD"), num_heads=(3, 6, 12, 24), groups=(1, 1, 3, 6)),
+       "small": dict(embed_dim=96, stage_spec=("LS", "LS", "LD" * 9, "LD"), num_heads=(3, 6, 12, 24), groups=(1, 1, 3, 6)),
+       "base": dict(embed_dim=128, stage_spec=("LS", "LS", "LD" * 9, "LD"), num_heads=(4, 8, 16, 32),
+                    groups=(1, 1, 4, 8))}
+for size, params in (("tiny", "28.32"), ("small", "49.70"), ("base", "87.88")):
+    register_variant(f"dat_{size}", DATSpec(**DAT[size]), 1000,
+                     f"DAT-{size[0].upper()} image backbone, CVPR version, official configuration ({params} M parameters "
+                     "at 1000 classes); input (N, 3, H, W), any size.")
+DPT = {"tiny": dict(depths=(2, 2, 2, 2)), "small": dict(depths=(3, 4, 6, 3)), "medium": dict(depths=(3, 4, 18, 3))}
+for size, params in (("tiny", "15.15"), ("small", "26.41"), ("medium", "46.13")):
+    register_variant(f"dpt_{size}", DPTSpec(**DPT[size]), 1000,
+                     f"DPT-{size[0].upper()} image backbone (PVT with deformable patches), official configuration "
+                     f"({params} M parameters at 1000 classes); input (N, 3, H, W), any size.")
 
 # ----------------------------------------------------------------------------- per-frame transformers + SIFA
 ORDER_BLIND = dict(sifa_stages=(), dual=False)
@@ -82,6 +95,14 @@ for size in ("tiny", "small"):
     register_variant(f"sifa_slide_{size}", SIFASlideSwinSpec(**SLIDE_SWIN[size], drop_path_rate=0.1), 400,
                      f"Slide-Swin-{size[0].upper()} per frame + SIFA after the attention of stages 3-4 + dual "
                      "branch.")
+    register_variant(f"sifa_dat_{size}", SIFADATSpec(**DAT[size], drop_path_rate=0.1), 400,
+                     f"DAT-{size[0].upper()} per frame + SIFA after the attention of stages 3-4 + dual branch.")
+    register_variant(f"sifa_dpt_{size}", SIFADPTSpec(**DPT[size], drop_path_rate=0.1), 400,
+                     f"DPT-{size[0].upper()} per frame + SIFA after the attention of stages 3-4 + dual branch.")
+register_variant("c2d_dpt_tiny", SIFADPTSpec(**DPT["tiny"], drop_path_rate=0.1, **ORDER_BLIND), 400,
+                 "DPT-T per frame, order-blind: the baseline of sifa_dpt_tiny.")
+register_variant("c2d_dat_tiny", SIFADATSpec(**DAT["tiny"], drop_path_rate=0.1, **ORDER_BLIND), 400,
+                 "DAT-T per frame, order-blind: the baseline of sifa_dat_tiny.")
 register_variant("c2d_slide_tiny", SIFASlideSwinSpec(**SLIDE_SWIN["tiny"], drop_path_rate=0.1, **ORDER_BLIND), 400,
                  "Slide-Swin-T per frame, order-blind: the baseline of sifa_slide_tiny.")
 register_variant("c2d_cswin_tiny", SIFACSWinSpec(**CSWIN["tiny"], drop_path_rate=0.1, **ORDER_BLIND), 400,
@@ -113,6 +134,20 @@ register_variant("sifa_slide_nano", SIFASlideSwinSpec(**SLIDE_NANO), 10,
                  "CPU-sized SIFA-Slide-Swin for the motion benchmark (64 px clips).")
 register_variant("c2d_slide_nano", SIFASlideSwinSpec(**SLIDE_NANO, **ORDER_BLIND), 10,
                  "sifa_slide_nano without SIFA and the dual branch: order-blind.")
+# DAT with windows of 8 on the 16x16 maps (one L, one S block), deformable attention in stages 3-4.
+DAT_NANO = dict(embed_dim=16, stage_spec=("L", "S", "D", "D"), num_heads=(2, 2, 4, 4), groups=(1, 1, 2, 2),
+                window_size=8, merge_strides=(1, 1, 2), img_size=64, mlp_ratio=2.0, **NANO_VIDEO)
+register_variant("sifa_dat_nano", SIFADATSpec(**DAT_NANO), 10,
+                 "CPU-sized SIFA-DAT for the motion benchmark (64 px clips).")
+register_variant("c2d_dat_nano", SIFADATSpec(**DAT_NANO, **ORDER_BLIND), 10,
+                 "sifa_dat_nano without SIFA and the dual branch: order-blind.")
+# DPT with DePatch at strides 1, 1, 2 (the 16/16/16/8 maps), keys and values shrunk to 4x4 / 8x8 / 8x8 / 8x8.
+DPT_NANO = dict(embed_dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8), mlp_ratios=(4, 4, 4, 4),
+                sr_ratios=(4, 2, 2, 1), merge_strides=(1, 1, 2), img_size=64, **NANO_VIDEO)
+register_variant("sifa_dpt_nano", SIFADPTSpec(**DPT_NANO), 10,
+                 "CPU-sized SIFA-DPT for the motion benchmark (64 px clips).")
+register_variant("c2d_dpt_nano", SIFADPTSpec(**DPT_NANO, **ORDER_BLIND), 10,
+                 "sifa_dpt_nano without SIFA and the dual branch: order-blind.")
 register_variant("sifa_biformer_nano", SIFABiFormerSpec(**BIFORMER_NANO), 10,
                  "CPU-sized SIFA-BiFormer for the motion benchmark (64 px clips).")
 register_variant("c2d_biformer_nano", SIFABiFormerSpec(**BIFORMER_NANO, **ORDER_BLIND), 10,
