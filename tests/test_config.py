@@ -100,6 +100,8 @@ def test_misspelt_key_is_one_line_with_the_close_match(tmp_path):
     (["model.head=spatail"], "model.head must be one of pool, spatial, got spatail. Did you mean spatial?"),
     (["model=c2d_sifa_r50", "model.patterns=[P,GX,GS,GS]"], "model=c2d_sifa_r50 cannot be built with these options: "
      "unknown block codes ['X']"),
+    (["model=dat_tiny", "model.num_heads=[3,6]"], "model.num_heads must be a list of 4 integers >= 1, got [3,6] (2 "
+     "values). Fix: model.num_heads=[3,6,12,24]"),
     (["model=sifa_biformer_nano", "model.sifa_stages=[7]"], "model=sifa_biformer_nano cannot be built with these "
      "options: sifa_stages: stage 7 does not exist"),
     (["model=c2d_r50", "model.pretrained=torchvision:NoSuch_Weights.X"], "model.pretrained: unknown torchvision "

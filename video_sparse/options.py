@@ -19,12 +19,13 @@ class ConfigError(UserError, ValueError):
 
 
 def option(default: Any, help: str, *, choices: Sequence | None = None, ge: float | None = None,
-           gt: float | None = None, le: float | None = None, lt: float | None = None) -> Any:
+           gt: float | None = None, le: float | None = None, lt: float | None = None,
+           length: int | None = None) -> Any:
     """A dataclass field with its default, help text and checks (``choices``; bounds ``ge``,
-    ``gt``, ``le``, ``lt`` apply to numbers, and to each element of a list; None always passes
-    where the type allows it)."""
+    ``gt``, ``le``, ``lt`` apply to numbers, and to each element of a list; ``length``: a list
+    of exactly that many values, e.g. one per stage; None always passes where the type allows it)."""
     meta = {"help": help, "choices": None if choices is None else tuple(choices), "ge": ge, "gt": gt, "le": le,
-            "lt": lt}
+            "lt": lt, "length": length}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -71,7 +72,9 @@ def describe(f: dataclasses.Field) -> str:
         return "one of " + ", ".join(text(c) for c in meta["choices"])
     integer = re.search(r"\bint\b", str(f.type))
     if "Tuple" in str(f.type) or "List" in str(f.type):
-        return f"a list of {'integers' if integer else 'numbers'} {_boundstext(meta)}"
+        count = f"{meta['length']} " if meta.get("length") else ""
+        kind = "strings" if re.search(r"\bstr\b", str(f.type)) else "integers" if integer else "numbers"
+        return f"a list of {count}{kind} {_boundstext(meta)}".rstrip()
     return f"{'an integer' if integer else 'a number'} {_boundstext(meta)}"
 
 
@@ -79,6 +82,9 @@ def check_value(key: str, f: dataclasses.Field, value: Any) -> None:
     """Raise :class:`ConfigError` naming ``key`` when ``value`` breaks ``f``'s choices or bounds."""
     meta = f.metadata
     values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+    if meta.get("length") is not None and value is not None and len(values) != meta["length"]:
+        raise ConfigError(f"{key} must be {describe(f)}, got {text(value)} ({len(values)} values). "
+                          f"Fix: {key}={text(default_of(f))}")
     choices = meta.get("choices")
     for v in values:
         if v is None:

@@ -54,7 +54,8 @@ class DeformableAttention(nn.Module):
     (:func:`~video_sparse.ops.deformable_attention.deformable_position_bias`); ``proj_out``.
 
     ``map_size``: the map side the ``(heads, 2 map_size - 1, 2 map_size - 1)`` table is learnt for
-    (other maps resize it). Input/output ``(B, dim, H, W)``.
+    (other maps resize it). The keys are sampled on the query grid (the official configurations'
+    offset stride 1). Input/output ``(B, dim, H, W)``.
     """
 
     def __init__(self, dim: int, num_heads: int, groups: int, map_size: int, offset_range_factor: float = 2.0,
@@ -83,16 +84,23 @@ class DeformableAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
-        q = self.proj_q(x)
-        pos = self.positions(q)
-        sampled = sample_groups(x, pos).unsqueeze(2)  # (B, C, 1, Ns): 1x1 convs project it
-        k, v = (rearrange(proj(sampled), "b (m d) 1 n -> b m n d", m=self.num_heads)
+        q = pointwise(self.proj_q, x.permute(0, 2, 3, 1))  # (B, H, W, C)
+        pos = self.positions(q.permute(0, 3, 1, 2))
+        sampled = sample_groups(x, pos).transpose(1, 2)  # (B, Ns, C)
+        k, v = (rearrange(pointwise(proj, sampled), "b n (m d) -> b m n d", m=self.num_heads)
                 for proj in (self.proj_k, self.proj_v))
         table = resize_table(self.rpe_table, (2 * H - 1, 2 * W - 1))
         bias = deformable_position_bias(table, pos.flatten(2, 3), H, W)
-        q = rearrange(q, "b (m d) h w -> b m (h w) d", m=self.num_heads)
+        q = rearrange(q, "b h w (m d) -> b m (h w) d", m=self.num_heads)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))  # scale hd^-0.5
-        return self.proj_out(rearrange(out, "b m (h w) d -> b (m d) h w", h=H))
+        out = pointwise(self.proj_out, rearrange(out, "b m (h w) d -> b h w (m d)", h=H))
+        return out.permute(0, 3, 1, 2)
+
+
+def pointwise(conv: nn.Conv2d, tokens: torch.Tensor) -> torch.Tensor:
+    """A 1x1 convolution applied to channels-last ``tokens`` as one matrix product (the official
+    layers are 1x1 convs; on NCHW maps their backward is several times slower)."""
+    return F.linear(tokens, conv.weight.flatten(1), conv.bias)
 
 
 @lru_cache(maxsize=32)
@@ -151,23 +159,23 @@ class WindowAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         w, s = self.window, self.shift
-        x = F.pad(x, (0, (-W) % w, 0, (-H) % w))
+        if H % w or W % w:
+            x = F.pad(x, (0, (-W) % w, 0, (-H) % w))
         if s:
             x = x.roll((-s, -s), (2, 3))
         rows, cols = x.shape[2] // w, x.shape[3] // w
-        windows = rearrange(x, "b c (r1 h) (r2 w) -> b (r1 r2) (h w) c", h=w, w=w)
-        q, k, v = rearrange(self.proj_qkv(windows), "b n t (three m d) -> three b n m t d", three=3,
-                            m=self.num_heads)
+        windows = rearrange(x, "b c (r1 h) (r2 w) -> (b r1 r2) (h w) c", h=w, w=w)
+        q, k, v = rearrange(self.proj_qkv(windows), "bn t (three m d) -> three bn m t d", three=3, m=self.num_heads)
         n = w * w
         bias = self.relative_position_bias_table[self.relative_position_index.reshape(-1)]
         bias = bias.reshape(n, n, self.num_heads).permute(2, 0, 1).to(q.dtype)  # (heads, n, n)
         allowed = window_mask(H, W, w, s)
-        if allowed is not None:
+        if allowed is not None:  # per window: (B windows, heads, n, n), the fused kernels take 4-d masks only
             masked = torch.zeros(allowed.shape, dtype=q.dtype).masked_fill(~allowed, float("-inf"))
-            bias = bias + masked.to(q.device).unsqueeze(1)  # (windows, heads, n, n)
+            bias = (bias + masked.to(q.device).unsqueeze(1)).expand(B, -1, -1, -1, -1).flatten(0, 1)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # scale hd^-0.5
-        out = self.proj_out(rearrange(out, "b n m t d -> b n t (m d)"))
-        out = rearrange(out, "b (r1 r2) (h w) c -> b c (r1 h) (r2 w)", r1=rows, r2=cols, h=w, w=w)
+        out = self.proj_out(rearrange(out, "bn m t d -> bn t (m d)"))
+        out = rearrange(out, "(b r1 r2) (h w) c -> b c (r1 h) (r2 w)", r1=rows, r2=cols, h=w, w=w)
         if s:
             out = out.roll((s, s), (2, 3))
         return out[:, :, :H, :W]

@@ -1,5 +1,5 @@
 """Per-frame pyramid transformers with SIFA: the SIFA-Transformer design on BiFormer, DilateFormer,
-CSWin and Slide-Swin.
+CSWin, Slide-Swin, DAT and DPT.
 
 Every frame goes through the image backbone (time folded into the batch); in the blocks of the
 last stages (``sifa_stages``) a :class:`~video_sparse.layers.sifa.FrameSIFA` follows the spatial
@@ -41,9 +41,11 @@ class SIFATransformer(nn.Module):
 
     Args:
         backbone: built with ``num_classes=0``; must provide ``stage_parts()`` (per stage, the
-            module bringing the map to the stage's resolution and the stage's blocks, which take
-            ``(x, frames)`` and have a ``temporal`` hook), ``norm`` / ``final_norm`` and
-            ``num_features``.
+            module bringing the map to the stage's resolution and the stage's blocks: a list of
+            blocks taking ``(x, frames)`` with a ``temporal`` hook, or a stage module taking
+            ``(x, frames)`` with ``attach_temporal``; see :func:`~video_sparse.layers.block.run_stage`),
+            ``norm`` / ``final_norm``, ``head`` (the classifier, dropped from image checkpoints) and
+            ``num_features``; optionally ``internal_name`` (official state_dict key -> module path).
         spec: the video options (:class:`~video_sparse.models.specs.PerFrameVideoSpec`): the
             stages with SIFA (``()``: the order-blind per-frame baseline), SIFA's neighbourhood,
             the dual branch, the heads.
@@ -54,6 +56,7 @@ class SIFATransformer(nn.Module):
         super().__init__()
         self.backbone = backbone
         parts = backbone.stage_parts()
+
         def temporal(dim: int) -> nn.Module:
             if spec.temporal_mixer == "sifa":
                 return FrameSIFA(dim, spec.sifa_kernel, spec.sifa_dilation, sifa=spec.sifa)

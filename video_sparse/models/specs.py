@@ -57,16 +57,17 @@ class C2DResNetSpec(Spec):
     frame-skipping branch (:class:`~video_sparse.models.c2d.C2DResNet`)."""
 
     builder: ClassVar[str] = "video_sparse.models.c2d:C2DResNet"
-    layers: Tuple[int, ...] = option((3, 4, 6, 3), "bottlenecks per stage", ge=1)
-    widths: Tuple[int, ...] = option((64, 128, 256, 512), "bottleneck widths per stage (outputs are 4x wider)", ge=1)
+    layers: Tuple[int, ...] = option((3, 4, 6, 3), "bottlenecks per stage", ge=1, length=4)
+    widths: Tuple[int, ...] = option((64, 128, 256, 512), "bottleneck widths per stage (outputs are 4x wider)", ge=1,
+                                     length=4)
     patterns: Tuple[str, ...] = option(("P", "P", "P", "P"), "per stage, block codes cycled over its blocks: P plain, "
                                        "G global context, S inter-frame: SIFA or temporal_mixer (SIFA-Net: "
-                                       "[P, GS, GS, GS])")
+                                       "[P, GS, GS, GS])", length=4)
     stem_width: int = option(64, "channels of the stem conv", ge=1)
     stem_temporal_kernel: int = option(1, "temporal kernel ts of the stem conv (1: no temporal mixing)", ge=1)
     stem_temporal_stride: int = option(1, "temporal stride of the stem conv", ge=1)
     stem_pool: bool = option(True, "keep the stem's 1x3x3 max-pool (total stride 4)")
-    strides: Tuple[int, ...] = option((1, 2, 2, 2), "spatial stride of each stage's first block", ge=1)
+    strides: Tuple[int, ...] = option((1, 2, 2, 2), "spatial stride of each stage's first block", ge=1, length=4)
     dual: bool = option(False, "SIFA-Net's frame-skipping branch (layer3 -> max over frame pairs -> layer4_dual "
                         "-> its own head)")
     dual_stride: int = option(1, "spatial stride of layer4_dual", ge=1)
@@ -102,14 +103,14 @@ class BiFormerSpec(Spec):
     """BiFormer image backbone (:class:`~video_sparse.models.biformer.BiFormer`)."""
 
     builder: ClassVar[str] = "video_sparse.models.biformer:BiFormer"
-    depth: Tuple[int, ...] = option((2, 2, 8, 2), "blocks per stage", ge=1)
-    embed_dim: Tuple[int, ...] = option((64, 128, 256, 512), "channels per stage", ge=1)
+    depth: Tuple[int, ...] = option((2, 2, 8, 2), "blocks per stage", ge=1, length=4)
+    embed_dim: Tuple[int, ...] = option((64, 128, 256, 512), "channels per stage", ge=1, length=4)
     mlp_ratio: float = option(3.0, "MLP width / channels", gt=0)
     n_win: int = option(7, "routing regions per side", ge=1)
-    topks: Tuple[int, ...] = option((1, 4, 16, -2), "regions kept per stage (-2: global attention)")
+    topks: Tuple[int, ...] = option((1, 4, 16, -2), "regions kept per stage (-2: global attention)", length=4)
     head_dim: int = option(32, "channels per head of BRA", ge=1)
     side_dwconv: int = option(5, "kernel of LePE, the depthwise conv on V", ge=0)
-    downsample_strides: Tuple[int, ...] = option((2, 2, 2), "strides of the convs into stages 2-4", ge=1)
+    downsample_strides: Tuple[int, ...] = option((2, 2, 2), "strides of the convs into stages 2-4", ge=1, length=3)
     drop_path_rate: float = option(0.0, "stochastic depth, linear from 0 over all blocks", ge=0, lt=1)
 
 
@@ -119,14 +120,14 @@ class DilateFormerSpec(Spec):
 
     builder: ClassVar[str] = "video_sparse.models.dilateformer:DilateFormer"
     embed_dim: int = option(72, "channels of stage 1 (doubled per stage)", ge=1)
-    depths: Tuple[int, ...] = option((2, 2, 6, 2), "blocks per stage", ge=1)
-    num_heads: Tuple[int, ...] = option((3, 6, 12, 24), "attention heads per stage", ge=1)
+    depths: Tuple[int, ...] = option((2, 2, 6, 2), "blocks per stage", ge=1, length=4)
+    num_heads: Tuple[int, ...] = option((3, 6, 12, 24), "attention heads per stage", ge=1, length=4)
     dilations: Tuple[int, ...] = option((1, 2, 3), "MSDA: one head group per dilation", ge=1)
     kernel_size: int = option(3, "MSDA: side of the attended neighbourhood", ge=1)
     dilate_attention: Tuple[bool, ...] = option((True, True, False, False), "per stage: MSDA (true) or global "
-                                                "attention (false)")
+                                                "attention (false)", length=4)
     mlp_ratio: float = option(4.0, "MLP width / channels", gt=0)
-    merge_strides: Tuple[int, ...] = option((2, 2, 2), "strides of the merging convs after stages 1-3", ge=1)
+    merge_strides: Tuple[int, ...] = option((2, 2, 2), "strides of the merging convs after stages 1-3", ge=1, length=3)
     stem_width: int = option(16, "width of the first patch-embedding conv (then 2x, 4x)", ge=1)
     drop_path_rate: float = option(0.1, "stochastic depth, linear from 0 over all blocks", ge=0, lt=1)
 
@@ -137,12 +138,13 @@ class CSWinSpec(Spec):
 
     builder: ClassVar[str] = "video_sparse.models.cswin:CSWin"
     embed_dim: int = option(64, "channels of stage 1 (doubled per stage)", ge=1)
-    depth: Tuple[int, ...] = option((1, 2, 21, 1), "blocks per stage", ge=1)
+    depth: Tuple[int, ...] = option((1, 2, 21, 1), "blocks per stage", ge=1, length=4)
     split_size: Tuple[int, ...] = option((1, 2, 7, 7), "stripe width per stage (the last stage attends to the "
-                                         "whole map)", ge=1)
-    num_heads: Tuple[int, ...] = option((2, 4, 8, 16), "attention heads per stage (half per stripe direction)", ge=1)
+                                         "whole map)", ge=1, length=4)
+    num_heads: Tuple[int, ...] = option((2, 4, 8, 16), "attention heads per stage (half per stripe direction)", ge=1,
+                                        length=4)
     mlp_ratio: float = option(4.0, "MLP width / channels", gt=0)
-    merge_strides: Tuple[int, ...] = option((2, 2, 2), "strides of the merging convs into stages 2-4", ge=1)
+    merge_strides: Tuple[int, ...] = option((2, 2, 2), "strides of the merging convs into stages 2-4", ge=1, length=3)
     drop_path_rate: float = option(0.0, "stochastic depth, linear from 0 over all blocks", ge=0, lt=1)
 
 
@@ -152,14 +154,14 @@ class SlideSwinSpec(Spec):
 
     builder: ClassVar[str] = "video_sparse.models.slide_swin:SlideSwin"
     embed_dim: int = option(96, "channels of stage 1 (doubled per stage)", ge=1)
-    depths: Tuple[int, ...] = option((2, 2, 6, 2), "blocks per stage", ge=1)
-    num_heads: Tuple[int, ...] = option((3, 6, 12, 24), "attention heads per stage", ge=1)
+    depths: Tuple[int, ...] = option((2, 2, 6, 2), "blocks per stage", ge=1, length=4)
+    num_heads: Tuple[int, ...] = option((3, 6, 12, 24), "attention heads per stage", ge=1, length=4)
     patch_size: int = option(4, "side and stride of the patch embedding", ge=1)
     kernel_size: int = option(3, "Slide attention: side of the attended neighbourhood (official ka 3)", ge=1)
     slide_stages: int = option(2, "stages with Slide attention; the later ones attend to the whole map", ge=0, le=4)
     img_size: int = option(224, "input size the position-bias tables of the global stages are laid out for", ge=1)
     merge_strides: Tuple[int, ...] = option((2, 2, 2), "strides of the patch mergings after stages 1-3 (1 or 2)",
-                                            ge=1, le=2)
+                                            ge=1, le=2, length=3)
     mlp_ratio: float = option(4.0, "MLP width / channels", gt=0)
     drop_path_rate: float = option(0.0, "stochastic depth, linear from 0 over all blocks", ge=0, lt=1)
 
@@ -171,16 +173,16 @@ class DATSpec(Spec):
     builder: ClassVar[str] = "video_sparse.models.dat:DAT"
     embed_dim: int = option(96, "channels of stage 1 (doubled per stage)", ge=1)
     stage_spec: Tuple[str, ...] = option(("LS", "LS", "LDLDLD", "LD"), "per stage, the attention of each block: L "
-                                         "local window, S shifted window, D deformable")
-    num_heads: Tuple[int, ...] = option((3, 6, 12, 24), "attention heads per stage", ge=1)
-    groups: Tuple[int, ...] = option((1, 1, 3, 6), "per stage, the offset groups of its D blocks", ge=1)
+                                         "local window, S shifted window, D deformable", length=4)
+    num_heads: Tuple[int, ...] = option((3, 6, 12, 24), "attention heads per stage", ge=1, length=4)
+    groups: Tuple[int, ...] = option((1, 1, 3, 6), "per stage, the offset groups of its D blocks", ge=1, length=4)
     window_size: int = option(7, "side of the L / S windows (S shifts by half of it, rounded up)", ge=1)
     offset_range_factor: float = option(2.0, "D: offsets bounded to this many reference-grid cells", gt=0)
     offset_kernel: Tuple[int, ...] = option((9, 7, 5, 3), "per stage, the depthwise kernel of the offset network",
-                                            ge=1)
+                                            ge=1, length=4)
     patch_size: int = option(4, "side and stride of the patch embedding", ge=1)
     merge_strides: Tuple[int, ...] = option((2, 2, 2), "strides of the 2x2 down-projections after stages 1-3 "
-                                            "(1 or 2)", ge=1, le=2)
+                                            "(1 or 2)", ge=1, le=2, length=3)
     img_size: int = option(224, "input size the D blocks' position tables and the S masks are laid out for", ge=1)
     mlp_ratio: float = option(4.0, "MLP width / channels", gt=0)
     drop_path_rate: float = option(0.0, "stochastic depth, linear from 0 over all blocks", ge=0, lt=1)
@@ -191,15 +193,16 @@ class DPTSpec(Spec):
     """DPT image backbone: PVT with DePatch (:class:`~video_sparse.models.dpt.DPT`)."""
 
     builder: ClassVar[str] = "video_sparse.models.dpt:DPT"
-    embed_dims: Tuple[int, ...] = option((64, 128, 320, 512), "channels per stage", ge=1)
-    depths: Tuple[int, ...] = option((2, 2, 2, 2), "blocks per stage", ge=1)
-    num_heads: Tuple[int, ...] = option((1, 2, 5, 8), "attention heads per stage", ge=1)
-    mlp_ratios: Tuple[float, ...] = option((8.0, 8.0, 4.0, 4.0), "MLP width / channels per stage", gt=0)
-    sr_ratios: Tuple[int, ...] = option((8, 4, 2, 1), "per stage, the factor keys and values are shrunk by", ge=1)
+    embed_dims: Tuple[int, ...] = option((64, 128, 320, 512), "channels per stage", ge=1, length=4)
+    depths: Tuple[int, ...] = option((2, 2, 2, 2), "blocks per stage", ge=1, length=4)
+    num_heads: Tuple[int, ...] = option((1, 2, 5, 8), "attention heads per stage", ge=1, length=4)
+    mlp_ratios: Tuple[float, ...] = option((8.0, 8.0, 4.0, 4.0), "MLP width / channels per stage", gt=0, length=4)
+    sr_ratios: Tuple[int, ...] = option((8, 4, 2, 1), "per stage, the factor keys and values are shrunk by", ge=1,
+                                        length=4)
     patch_size: int = option(4, "side and stride of stage 1's conv patch embedding", ge=1)
     patch_points: int = option(3, "DePatch: samples per box side", ge=1)
     merge_strides: Tuple[int, ...] = option((2, 2, 2), "strides of the DePatch embeddings into stages 2-4 (1 or 2)",
-                                            ge=1, le=2)
+                                            ge=1, le=2, length=3)
     img_size: int = option(224, "input size the position embeddings are laid out for", ge=1)
     drop_path_rate: float = option(0.0, "stochastic depth, linear from 0 over all blocks", ge=0, lt=1)
 

@@ -138,9 +138,9 @@ def load_pretrained(model: nn.Module, path_or_state_dict: str | os.PathLike | di
     checkpoint (converted by :func:`convert_official_sifa`), a torchvision ImageNet ResNet
     (inflated by :func:`inflate_resnet` with ``stem_init``), also by torchvision weights name:
     ``"torchvision:ResNet50_Weights.IMAGENET1K_V1"`` (downloaded once into torch's hub cache), or
-    an official BiFormer / DilateFormer ImageNet checkpoint: as it is into the image backbones,
-    through the video model's ``image_state_to_video`` (prefix, dual-branch copy, classifier
-    dropped) into ``sifa_biformer_*`` / ``sifa_dilateformer_*``.
+    an official ImageNet checkpoint of BiFormer, DilateFormer, CSWin, Slide-Swin, DAT or DPT: as it
+    is into the image backbones, through the video model's ``image_state_to_video`` (prefix,
+    dual-branch copy, classifier dropped) into the per-frame ``sifa_*`` / ``c2d_*`` transformers.
 
     Tensors whose shape differs from the model's (e.g. a classifier for another number of
     classes) are skipped and reported. Prints and returns a :class:`LoadReport`; with
@@ -161,7 +161,7 @@ def load_pretrained(model: nn.Module, path_or_state_dict: str | os.PathLike | di
     elif _is_torchvision_resnet(state):
         state, dropped = inflate_resnet(state, model, stem_init)
     elif hasattr(model, "image_state_to_video") and not any(k.startswith("backbone.") for k in state):
-        # an image checkpoint (official BiFormer / DilateFormer names) into a per-frame video model
+        # an image checkpoint (official names) into a per-frame video model
         state, dropped = model.image_state_to_video(state)
     own = model.state_dict()
     report = LoadReport(dropped=dropped)
