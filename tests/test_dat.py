@@ -121,13 +121,16 @@ def test_dat_stage_orders_the_blocks_and_their_inter_frame_sub_blocks():
     assert [a.shift for a in stages[0].attns] == [0, 4]
     baseline = video_sparse.build_model("c2d_dat_tiny", num_classes=5)
     assert not baseline.dual and all(len(s.temporal) == 0 for s in baseline.backbone.stages)
-    # the stage: attention, then the inter-frame sub-block, then the MLP, each residual
-    stage = DATStage(4, [torch.nn.Identity()], 2.0, [0.0])
-    seen = []
-    stage.attach_temporal(lambda dim: _Recorder(seen, dim))
-    x = torch.randn(2, 4, 3, 3)
-    stage(x, frames=2)
-    torch.testing.assert_close(seen[0], (x + stage.layer_norms[0](x)).permute(0, 2, 3, 1))
+    # the stage: (DAT++'s local perception unit,) attention, the inter-frame sub-block, the MLP, each residual
+    for lpu in (False, True):
+        stage = DATStage(4, [torch.nn.Identity()], 2.0, [0.0], lpu=lpu)
+        seen = []
+        stage.attach_temporal(lambda dim: _Recorder(seen, dim))
+        x = torch.randn(2, 4, 3, 3)
+        stage(x, frames=2)
+        if lpu:
+            x = x + stage.local_perception_units[0](x)
+        torch.testing.assert_close(seen[0], (x + stage.layer_norms[0](x)).permute(0, 2, 3, 1))
 
 
 class _Recorder(torch.nn.Module):
@@ -144,3 +147,20 @@ class _Recorder(torch.nn.Module):
 def test_bad_stage_spec_is_named():
     with pytest.raises(ValueError, match="stage_spec"):
         video_sparse.build_model("dat_tiny", num_classes=5, stage_spec=["LS", "LX", "LD", "LD"])
+
+
+def test_conv_patches_are_the_official_overlapping_embedding_at_every_size():
+    model = DAT(DATSpec(embed_dim=8, stage_spec=("L", "S", "D", "D"), num_heads=(1, 2, 2, 4), groups=(1, 1, 1, 2),
+                        window_size=2, merge_strides=(1, 2, 2), conv_patches=True, img_size=32), num_classes=3)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items() if k.startswith(("patch_proj", "down_projs.0"))}
+    assert shapes == {"patch_proj.0.weight": (4, 3, 3, 3), "patch_proj.0.bias": (4,), "patch_proj.1.norm.weight": (4,),
+                      "patch_proj.1.norm.bias": (4,), "patch_proj.3.weight": (8, 4, 3, 3), "patch_proj.3.bias": (8,),
+                      "patch_proj.4.norm.weight": (8,), "patch_proj.4.norm.bias": (8,),
+                      "down_projs.0.0.weight": (16, 8, 3, 3), "down_projs.0.1.norm.weight": (16,),
+                      "down_projs.0.1.norm.bias": (16,)}
+    for hw, expected in (((32, 32), [(8, 8), (8, 8), (4, 4), (2, 2)]), ((29, 35), [(8, 9), (8, 9), (4, 5), (2, 3)])):
+        x, sizes = torch.randn(1, 3, *hw), []
+        for down, stage in model.stage_parts():
+            x = stage(down(x))
+            sizes.append(tuple(x.shape[-2:]))
+        assert sizes == expected

@@ -105,3 +105,20 @@ def test_spatial_reduction_pads_maps_not_divisible_by_its_ratio():
     k, v = attn.kv(keys).reshape(1, 6, 2, 2, 2).permute(2, 0, 3, 1, 4)
     expected = attn.proj(((q @ k.transpose(-1, -2)) * 2 ** -0.5).softmax(-1).matmul(v).transpose(1, 2).reshape(1, 15, 4))
     torch.testing.assert_close(attn(x), expected.reshape(1, 3, 5, 4), **TOL)
+
+
+def test_cpe_convolves_the_patch_maps_and_leaves_the_class_token():
+    spec = dict(embed_dims=(8, 16, 16, 24), depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 3), sr_ratios=(4, 2, 2, 1),
+                img_size=32)
+    plain = DPT(DPTSpec(**spec), num_classes=5).double().eval()
+    with_cpe = DPT(DPTSpec(**spec, cpe=True), num_classes=5).double().eval()
+    report = with_cpe.load_state_dict(plain.state_dict(), strict=False)
+    assert all(".pos_embed." in k for k in report.missing_keys) and len(report.missing_keys) == 8
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        for block in (b for i in range(1, 5) for b in with_cpe.get_submodule(f"block{i}")):
+            torch.nn.init.zeros_(block.pos_embed.weight)
+            torch.nn.init.zeros_(block.pos_embed.bias)
+        torch.testing.assert_close(with_cpe(x), plain(x), **TOL)
+        torch.nn.init.normal_(with_cpe.block4[0].pos_embed.weight)
+        assert not torch.allclose(with_cpe(x), plain(x))

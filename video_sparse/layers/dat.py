@@ -197,14 +197,19 @@ class DATStage(nn.Module):
     """The blocks of one DAT stage, official layout: block ``d`` is
     ``x += attns[d](layer_norms[2d](x))``, ``x += mlps[d](layer_norms[2d + 1](x))``.
 
-    ``temporal`` (empty until :meth:`attach_temporal`; set by video models) holds one
-    inter-frame sub-block per block, run between its attention and its MLP on the channels-last
-    stream: ``x = temporal[d](x, frames)``. Input/output ``(B, C, H, W)``, B = clips x frames.
+    ``lpu``: DAT++'s local perception unit first, ``x += dwconv3x3(x)``
+    (``local_perception_units``; off in the CVPR configurations). ``temporal`` (empty until
+    :meth:`attach_temporal`; set by video models) holds one inter-frame sub-block per block, run
+    between its attention and its MLP on the channels-last stream: ``x = temporal[d](x, frames)``.
+    Input/output ``(B, C, H, W)``, B = clips x frames.
     """
 
-    def __init__(self, dim: int, attns: list[nn.Module], mlp_ratio: float, drop_paths: list[float]):
+    def __init__(self, dim: int, attns: list[nn.Module], mlp_ratio: float, drop_paths: list[float],
+                 lpu: bool = False):
         super().__init__()
         self.dim = dim
+        self.local_perception_units = nn.ModuleList(nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+                                                    for _ in attns) if lpu else None
         self.layer_norms = nn.ModuleList(LayerNorm2d(dim) for _ in range(2 * len(attns)))
         self.attns = nn.ModuleList(attns)
         self.mlps = nn.ModuleList(DATMlp(dim, int(dim * mlp_ratio)) for _ in attns)
@@ -217,6 +222,8 @@ class DATStage(nn.Module):
 
     def forward(self, x: torch.Tensor, frames: int = 1) -> torch.Tensor:
         for d, (attn, mlp, drop_path) in enumerate(zip(self.attns, self.mlps, self.drop_path)):
+            if self.local_perception_units is not None:
+                x = x + self.local_perception_units[d](x)
             x = x + drop_path(attn(self.layer_norms[2 * d](x)))
             if len(self.temporal):
                 x = self.temporal[d](x.permute(0, 2, 3, 1), frames).permute(0, 3, 1, 2)

@@ -60,8 +60,8 @@ class DePatchEmbed(nn.Module):
         H, W = x.shape[-2:]
         s = self.stride
         rows, cols = math.ceil(H / s), math.ceil(W / s)
-        padded = F.pad(x, (0, (cols - 1) * s + 2 - W, 0, (rows - 1) * s + 2 - H))
-        features = self.patch_embed.proj(padded).flatten(2).transpose(1, 2)
+        pad = (0, (cols - 1) * s + 2 - W, 0, (rows - 1) * s + 2 - H)
+        features = self.patch_embed.proj(F.pad(x, pad) if any(pad) else x).flatten(2).transpose(1, 2)
         code = self.offset_predictor(F.gelu(self.patch_embed.norm(features)))
         code = torch.cat([code[..., :2], code[..., 2:] + self.box_coder.wh_bias], dim=-1)
         return patch_boxes(code, rows, cols)

@@ -23,13 +23,15 @@ from .specs import DATSpec
 
 
 class ConvNorm(nn.Sequential):
-    """``0``: a convolution, ``1``: :class:`LayerNorm2d`; the map is zero-padded at the bottom /
-    right so that the convolution covers all of it (``ceil(H / stride)`` outputs)."""
+    """Convolutions with :class:`LayerNorm2d` (official ``patch_proj`` / ``down_projs``: ``0`` a
+    convolution, ``1`` its norm, more layers after them with ``conv_patches``); the map is
+    zero-padded at the bottom / right so that the first convolution covers all of it
+    (``ceil(H / stride)`` outputs)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self[0]
-        (k, _), (s, _) = conv.kernel_size, conv.stride
-        pad = [(math.ceil(n / s) - 1) * s + k - n for n in (x.shape[-1], x.shape[-2])]
+        (k, _), (s, _), (p, _) = conv.kernel_size, conv.stride, conv.padding
+        pad = [max((math.ceil(n / s) - 1) * s + k - 2 * p - n, 0) for n in (x.shape[-1], x.shape[-2])]
         return super().forward(F.pad(x, (0, pad[0], 0, pad[1])))
 
 
@@ -44,7 +46,12 @@ class DAT(PyramidBackbone):
         if len(spec.stage_spec) != 4 or not kinds or set(kinds) - set("LSD"):
             raise ValueError(f"stage_spec must give 4 stages of blocks L, S or D, got {list(spec.stage_spec)}")
         dims = [spec.embed_dim * 2 ** i for i in range(4)]
-        self.patch_proj = ConvNorm(nn.Conv2d(3, dims[0], spec.patch_size, spec.patch_size), LayerNorm2d(dims[0]))
+        if spec.conv_patches:  # two overlapping 3x3 convs of half the patch's stride each
+            half = dims[0] // 2
+            self.patch_proj = ConvNorm(nn.Conv2d(3, half, 3, spec.patch_size // 2, 1), LayerNorm2d(half), nn.GELU(),
+                                       nn.Conv2d(half, dims[0], 3, spec.patch_size // 2, 1), LayerNorm2d(dims[0]))
+        else:
+            self.patch_proj = ConvNorm(nn.Conv2d(3, dims[0], spec.patch_size, spec.patch_size), LayerNorm2d(dims[0]))
         rates = torch.linspace(0, spec.drop_path_rate, len(kinds)).tolist()
         self.stages = nn.ModuleList()
         for i, (dim, heads, blocks) in enumerate(zip(dims, spec.num_heads, spec.stage_spec)):
@@ -59,9 +66,11 @@ class DAT(PyramidBackbone):
                 return WindowAttention(dim, heads, spec.window_size, shift, map_size)
             first = len("".join(spec.stage_spec[:i]))
             self.stages.append(DATStage(dim, [attention(k) for k in blocks], spec.mlp_ratio,
-                                        rates[first:first + len(blocks)]))
+                                        rates[first:first + len(blocks)], spec.lpu))
+        kernel, padding = (3, 1) if spec.conv_patches else (2, 0)
         self.down_projs = nn.ModuleList(
-            ConvNorm(nn.Conv2d(dims[i], dims[i + 1], 2, spec.merge_strides[i], bias=False), LayerNorm2d(dims[i + 1]))
+            ConvNorm(nn.Conv2d(dims[i], dims[i + 1], kernel, spec.merge_strides[i], padding, bias=False),
+                     LayerNorm2d(dims[i + 1]))
             for i in range(3))
         self.cls_norm = LayerNorm2d(dims[-1])
         self.num_features = dims[-1]

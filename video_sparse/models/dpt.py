@@ -88,7 +88,7 @@ class DPT(PyramidBackbone):
             first = sum(spec.depths[:i])
             setattr(self, f"block{i + 1}", nn.ModuleList(
                 MixerBlock(dims[i], SpatialReductionAttention(dims[i], spec.num_heads[i], spec.sr_ratios[i]),
-                           Mlp(dims[i], int(dims[i] * spec.mlp_ratios[i])), rates[first + j], pos_embed=False)
+                           Mlp(dims[i], int(dims[i] * spec.mlp_ratios[i])), rates[first + j], pos_embed=spec.cpe)
                 for j in range(spec.depths[i])))
         self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dims[-1]))
@@ -124,6 +124,9 @@ class DPT(PyramidBackbone):
         tokens = torch.cat([(self.cls_token + embed.pos_embed[:, :1]).expand(B, -1, -1),
                             patches.flatten(2).transpose(1, 2)], dim=1)
         for block in blocks:
+            if block.pos_embed is not None:  # cpe: a conv of the patches' map; the class token passes
+                grid = tokens[:, 1:].transpose(1, 2).reshape(B, C, H, W)
+                tokens = torch.cat([tokens[:, :1], (grid + block.pos_embed(grid)).flatten(2).transpose(1, 2)], dim=1)
             tokens = tokens + block.drop_path(block.attn.tokens(block.norm1(tokens), H, W))
             tokens = tokens + block.drop_path(block.mlp(block.norm2(tokens)))
         return self.head(self.norm(tokens)[:, 0])

@@ -184,6 +184,11 @@ class DATSpec(Spec):
     merge_strides: Tuple[int, ...] = option((2, 2, 2), "strides of the 2x2 down-projections after stages 1-3 "
                                             "(1 or 2)", ge=1, le=2, length=3)
     img_size: int = option(224, "input size the D blocks' position tables and the S masks are laid out for", ge=1)
+    lpu: bool = option(False, "DAT++'s local perception unit, a residual depthwise 3x3 conv, before every block "
+                       "(off in the CVPR configurations)")
+    conv_patches: bool = option(False, "overlapping 3x3 convolutions as the patch embedding (two, each of half its "
+                                "stride, LayerNorm and GELU between) and the down-projections (the official "
+                                "use_conv_patches; off in the CVPR configurations)")
     mlp_ratio: float = option(4.0, "MLP width / channels", gt=0)
     drop_path_rate: float = option(0.0, "stochastic depth, linear from 0 over all blocks", ge=0, lt=1)
 
@@ -204,6 +209,8 @@ class DPTSpec(Spec):
     merge_strides: Tuple[int, ...] = option((2, 2, 2), "strides of the DePatch embeddings into stages 2-4 (1 or 2)",
                                             ge=1, le=2, length=3)
     img_size: int = option(224, "input size the position embeddings are laid out for", ge=1)
+    cpe: bool = option(False, "a residual depthwise 3x3 conv (conditional position encoding, as in BiFormer's and "
+                       "DilateFormer's blocks) before every block; PVT has none")
     drop_path_rate: float = option(0.0, "stochastic depth, linear from 0 over all blocks", ge=0, lt=1)
 
 

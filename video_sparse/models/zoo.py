@@ -134,16 +134,20 @@ register_variant("sifa_slide_nano", SIFASlideSwinSpec(**SLIDE_NANO), 10,
                  "CPU-sized SIFA-Slide-Swin for the motion benchmark (64 px clips).")
 register_variant("c2d_slide_nano", SIFASlideSwinSpec(**SLIDE_NANO, **ORDER_BLIND), 10,
                  "sifa_slide_nano without SIFA and the dual branch: order-blind.")
-# DAT with windows of 8 on the 16x16 maps (one L, one S block), deformable attention in stages 3-4.
+# DAT with windows of 8 on the 16x16 maps (one L, one S block), deformable attention in stages 3-4, and
+# DAT++'s local perception units: without them (the CVPR blocks, no convolution after the embedding) the
+# nano learns the motions but not their direction (0.48 top-1 after 10 epochs, docs/benchmarks.md), as
+# sifa_slide_nano; BiFormer's and DilateFormer's blocks have the same depthwise 3x3 conv.
 DAT_NANO = dict(embed_dim=16, stage_spec=("L", "S", "D", "D"), num_heads=(2, 2, 4, 4), groups=(1, 1, 2, 2),
-                window_size=8, merge_strides=(1, 1, 2), img_size=64, mlp_ratio=2.0, **NANO_VIDEO)
+                window_size=8, merge_strides=(1, 1, 2), img_size=64, mlp_ratio=2.0, lpu=True, **NANO_VIDEO)
 register_variant("sifa_dat_nano", SIFADATSpec(**DAT_NANO), 10,
                  "CPU-sized SIFA-DAT for the motion benchmark (64 px clips).")
 register_variant("c2d_dat_nano", SIFADATSpec(**DAT_NANO, **ORDER_BLIND), 10,
                  "sifa_dat_nano without SIFA and the dual branch: order-blind.")
-# DPT with DePatch at strides 1, 1, 2 (the 16/16/16/8 maps), keys and values shrunk to 4x4 / 8x8 / 8x8 / 8x8.
+# DPT with DePatch at strides 1, 1, 2 (the 16/16/16/8 maps), keys and values shrunk to 4x4 / 8x8 / 8x8 / 8x8,
+# and a depthwise 3x3 conv before every block (cpe), for the reason DAT_NANO has its local perception units.
 DPT_NANO = dict(embed_dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8), mlp_ratios=(4, 4, 4, 4),
-                sr_ratios=(4, 2, 2, 1), merge_strides=(1, 1, 2), img_size=64, **NANO_VIDEO)
+                sr_ratios=(4, 2, 2, 1), merge_strides=(1, 1, 2), img_size=64, cpe=True, **NANO_VIDEO)
 register_variant("sifa_dpt_nano", SIFADPTSpec(**DPT_NANO), 10,
                  "CPU-sized SIFA-DPT for the motion benchmark (64 px clips).")
 register_variant("c2d_dpt_nano", SIFADPTSpec(**DPT_NANO, **ORDER_BLIND), 10,

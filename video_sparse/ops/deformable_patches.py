@@ -49,5 +49,6 @@ def sample_points(x: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
     """Bilinear samples of ``x`` ``(B, C, H, W)`` at ``locations`` ``(B, P, K, 2)`` (``(x, y)`` in
     ``[0, 1]``), flattened per patch as ``[point, channel]``: ``(B, P, K * C)``."""
     B, P, K, _ = locations.shape
-    sampled = F.grid_sample(x, 2 * locations - 1, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return sampled.permute(0, 2, 3, 1).reshape(B, P, K * x.shape[1])  # (B, C, P, K) -> (B, P, K C)
+    grid = (2 * locations - 1).reshape(B, 1, P * K, 2)  # all points along the width: grid_sample's CPU kernel
+    sampled = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)  # vectorises it
+    return sampled.reshape(B, -1, P, K).permute(0, 2, 3, 1).reshape(B, P, K * x.shape[1])  # -> (B, P, K C)
