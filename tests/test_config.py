@@ -211,10 +211,11 @@ def test_each_schema_key_has_its_default_in_one_place():
 
 
 def test_constants_shared_with_torch_modules_agree():
-    from video_sparse.apps.checks import TORCHVISION_PREFIX
+    from video_sparse.apps import checks
     from video_sparse.data.randaugment import MAX_MAGNITUDE
-    from video_sparse.models.weights import TORCHVISION_PREFIX as WEIGHTS_PREFIX
-    assert schema.RANDAUG_MAX_MAGNITUDE == MAX_MAGNITUDE and TORCHVISION_PREFIX == WEIGHTS_PREFIX
+    from video_sparse.models import weights
+    assert schema.RANDAUG_MAX_MAGNITUDE == MAX_MAGNITUDE and checks.TORCHVISION_PREFIX == weights.TORCHVISION_PREFIX
+    assert checks.PYTORCHVIDEO_PREFIX == weights.PYTORCHVIDEO_PREFIX
 
 
 def test_multirun_outputs_go_under_outputs():

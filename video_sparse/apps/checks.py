@@ -16,6 +16,7 @@ from ..models.registry import model_spec, unknown_model_message, variants
 from ..options import ConfigError, check_options
 
 TORCHVISION_PREFIX = "torchvision:"  # = models.weights.TORCHVISION_PREFIX (tested), which imports torch
+PYTORCHVIDEO_PREFIX = "pytorchvideo:"  # = models.weights.PYTORCHVIDEO_PREFIX (tested)
 
 
 def _check_sections(cfg: DictConfig, sections: tuple[str, ...]) -> None:
@@ -108,10 +109,11 @@ def check_model(cfg: DictConfig) -> None:
         raise ConfigError(f"model.name={name} does not match the model=<name> its other keys come from. "
                           f"Fix: model={name} (not model.name={name})")
     model_spec(name, **node)  # choices and bounds of every option
-    if pretrained is not None and not str(pretrained).startswith(TORCHVISION_PREFIX) \
+    if pretrained is not None and not str(pretrained).startswith((TORCHVISION_PREFIX, PYTORCHVIDEO_PREFIX)) \
             and not os.path.isfile(str(pretrained)):
-        raise ConfigError(f"model.pretrained: file not found: {pretrained}. Fix: model.pretrained=/path/to/weights.pt "
-                          f"or model.pretrained={TORCHVISION_PREFIX}ResNet50_Weights.IMAGENET1K_V1")
+        raise ConfigError(f"model.pretrained: file not found: {pretrained}. Fix: model.pretrained=/path/to/weights.pt, "
+                          f"model.pretrained={TORCHVISION_PREFIX}ResNet50_Weights.IMAGENET1K_V1 or (pytorchvideo "
+                          f"baselines) model.pretrained={PYTORCHVIDEO_PREFIX}slowfast_r50")
 
 
 def check_train(cfg: DictConfig) -> None:

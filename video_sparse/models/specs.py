@@ -276,3 +276,70 @@ class SIFADPTSpec(PerFrameVideoSpec, DPTSpec):
     """DPT per frame + SIFA in the last stages + dual branch."""
 
     builder: ClassVar[str] = "video_sparse.models.sifa_transformer:sifa_dpt"
+
+
+# ----------------------------------------------------------------------------- pytorchvideo baselines
+# The clip a baseline is sized for: its head averages the logits of windows of that clip's final map
+# (the zoo's fully convolutional testing above it), globally on smaller inputs (video_sparse.models.ptv).
+def clip_frames_option(default: int):
+    return option(default, "frames of the clip the model is sized for (the zoo's): the head's pooling window", ge=1)
+
+
+def crop_size_option(default: int):
+    return option(default, "side of the clip the model is sized for (the zoo's): the head's pooling window", ge=1)
+
+
+@dataclass
+class X3DSpec(Spec):
+    """X3D, built by pytorchvideo's ``create_x3d`` (:func:`~video_sparse.models.ptv.x3d`)."""
+
+    builder: ClassVar[str] = "video_sparse.models.ptv:x3d"
+    width_factor: float = option(2.0, "X3D's width expansion of the stages", gt=0)
+    depth_factor: float = option(2.2, "X3D's depth expansion of the stages", gt=0)
+    stem_width: int = option(12, "channels out of the stem (before width_factor)", ge=1)
+    bottleneck_factor: float = option(2.25, "inner width / output width of the bottlenecks", gt=0)
+    head_width: int = option(2048, "channels of the head's last 1x1x1 conv", ge=1)
+    clip_frames: int = clip_frames_option(13)
+    crop_size: int = crop_size_option(160)
+    dropout: float = option(0.5, "dropout before the classifier", ge=0, lt=1)
+
+
+PTV_RESNETS = ("slow", "c2d", "i3d", "slowfast", "r2plus1d", "csn")
+
+
+@dataclass
+class PTVResNetSpec(Spec):
+    """pytorchvideo's 3D ResNets (Slow, C2D, I3D, SlowFast, R(2+1)D, CSN), built by its builders with
+    the zoo's layouts (:func:`~video_sparse.models.ptv.resnet`)."""
+
+    builder: ClassVar[str] = "video_sparse.models.ptv:resnet"
+    arch: str = option("slow", "slow (temporal convs in res4-5) | c2d (none) | i3d | slowfast (two pathways from "
+                       "one clip) | r2plus1d | csn (channel-separated)", choices=PTV_RESNETS)
+    depth: int = option(50, "ResNet depth", choices=(50, 101, 152))
+    width: int = option(64, "channels out of the stem (SlowFast: the slow pathway's; the fast one's are width / beta)",
+                        ge=1)
+    alpha: int = option(4, "slowfast: frames of the fast pathway per slow frame (the clip has T, the slow pathway "
+                        "T / alpha evenly spaced)", ge=1)
+    beta: int = option(8, "slowfast: channels of the slow pathway per fast channel", ge=1)
+    clip_frames: int = clip_frames_option(8)
+    crop_size: int = crop_size_option(224)
+    dropout: float = option(0.5, "dropout before the classifier", ge=0, lt=1)
+
+
+@dataclass
+class MViTSpec(Spec):
+    """Multiscale Vision Transformer, built by pytorchvideo's ``create_multiscale_vision_transformers``
+    (:func:`~video_sparse.models.ptv.mvit`). Its position embeddings fix the clip: (frames, size)."""
+
+    builder: ClassVar[str] = "video_sparse.models.ptv:mvit"
+    frames: int = option(16, "frames of the input clip (the temporal position embedding's length)", ge=1)
+    size: int = option(224, "side of the input clip (the spatial position embedding's grid is size / 4)", ge=4)
+    depth: int = option(16, "transformer blocks", ge=1)
+    embed_dim: int = option(96, "channels of the patch embedding (doubled at each of `stages`)", ge=1)
+    num_heads: int = option(1, "attention heads of the first stage (doubled at each of `stages`)", ge=1)
+    stages: Tuple[int, ...] = option((1, 3, 14), "blocks that start a stage: queries pooled 2x2, channels and "
+                                     "heads doubled", ge=1)
+    kv_stride: int = option(8, "spatial stride of the key/value pooling in the first stage (halved at each stage)",
+                            ge=1)
+    drop_path_rate: float = option(0.0, "stochastic depth, linear from 0 over the blocks", ge=0, lt=1)
+    dropout: float = option(0.5, "dropout before the classifier", ge=0, lt=1)

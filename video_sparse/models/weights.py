@@ -132,6 +132,32 @@ def torchvision_state_dict(weights_name: str) -> dict[str, torch.Tensor]:
                            ) from e
 
 
+PYTORCHVIDEO_PREFIX = "pytorchvideo:"
+
+
+def pytorchvideo_zoo_urls() -> dict[str, str]:
+    """pytorchvideo's Kinetics-400 zoo checkpoints by hub name (``slowfast_r50``, ``c2d_r50``, ...)."""
+    from pytorchvideo.models.hub import csn, r2plus1d, resnet, slowfast, vision_transformers, x3d
+
+    urls = {}
+    for module in (x3d, resnet, slowfast, r2plus1d, csn, vision_transformers):
+        urls.update(module.checkpoint_paths)
+    return urls
+
+
+def pytorchvideo_state_dict(name: str) -> dict[str, torch.Tensor]:
+    """A pytorchvideo zoo checkpoint by hub name, downloaded once into torch's hub cache."""
+    urls = pytorchvideo_zoo_urls()
+    if name not in urls:
+        raise WeightsError(f"model.pretrained: unknown pytorchvideo checkpoint {name!r}. "
+                           f"Fix: model.pretrained={PYTORCHVIDEO_PREFIX}<one of {', '.join(sorted(urls))}>")
+    try:
+        return torch.hub.load_state_dict_from_url(urls[name], map_location="cpu", progress=True)
+    except OSError as e:  # URLError is an OSError: no network
+        raise WeightsError(f"model.pretrained: cannot download pytorchvideo's {name} ({e}). Fix: download {urls[name]} "
+                           "where there is network and pass model.pretrained=/path/to/the/file.pyth") from e
+
+
 def load_pretrained(model: nn.Module, path_or_state_dict: str | os.PathLike | dict, strict: bool = False,
                     stem_init: str = "center") -> LoadReport:
     """Load into ``model``: a checkpoint of this project, a plain state_dict, an official SIFA-Net
@@ -140,7 +166,10 @@ def load_pretrained(model: nn.Module, path_or_state_dict: str | os.PathLike | di
     ``"torchvision:ResNet50_Weights.IMAGENET1K_V1"`` (downloaded once into torch's hub cache), or
     an official ImageNet checkpoint of BiFormer, DilateFormer, CSWin, Slide-Swin, DAT or DPT: as it
     is into the image backbones, through the video model's ``image_state_to_video`` (prefix,
-    dual-branch copy, classifier dropped) into the per-frame ``sifa_*`` / ``c2d_*`` transformers.
+    dual-branch copy, classifier dropped) into the per-frame ``sifa_*`` / ``c2d_*`` transformers,
+    or a pytorchvideo Kinetics zoo checkpoint (a file, or by hub name: ``"pytorchvideo:slowfast_r50"``)
+    into the pytorchvideo baselines, through their ``zoo_state_to_model`` (the classifier is dropped
+    for another class count).
 
     Tensors whose shape differs from the model's (e.g. a classifier for another number of
     classes) are skipped and reported. Prints and returns a :class:`LoadReport`; with
@@ -149,6 +178,8 @@ def load_pretrained(model: nn.Module, path_or_state_dict: str | os.PathLike | di
     source = path_or_state_dict
     if isinstance(source, str) and source.startswith(TORCHVISION_PREFIX):
         source = torchvision_state_dict(source[len(TORCHVISION_PREFIX):])
+    elif isinstance(source, str) and source.startswith(PYTORCHVIDEO_PREFIX):
+        source = pytorchvideo_state_dict(source[len(PYTORCHVIDEO_PREFIX):])
     if not isinstance(source, dict):
         if not os.path.isfile(source):
             raise WeightsError(f"model.pretrained: weights not found: {source}. "
@@ -163,6 +194,8 @@ def load_pretrained(model: nn.Module, path_or_state_dict: str | os.PathLike | di
     elif hasattr(model, "image_state_to_video") and not any(k.startswith("backbone.") for k in state):
         # an image checkpoint (official names) into a per-frame video model
         state, dropped = model.image_state_to_video(state)
+    elif hasattr(model, "zoo_state_to_model") and not any(k.startswith("net.") for k in state):
+        state, dropped = model.zoo_state_to_model(state)  # pytorchvideo's names
     own = model.state_dict()
     report = LoadReport(dropped=dropped)
     to_load = {}

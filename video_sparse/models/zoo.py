@@ -4,8 +4,9 @@ selects them on the command line (every field of the spec is a ``model.*`` key).
 from __future__ import annotations
 
 from .registry import register_variant
-from .specs import (BiFormerSpec, C2DResNetSpec, CSWinSpec, DATSpec, DilateFormerSpec, DPTSpec, SIFABiFormerSpec, SIFACSWinSpec,
-                    SIFADATSpec, SIFADilateFormerSpec, SIFADPTSpec, SIFASlideSwinSpec, SlideSwinSpec)
+from .specs import (BiFormerSpec, C2DResNetSpec, CSWinSpec, DATSpec, DilateFormerSpec, DPTSpec, MViTSpec, PTVResNetSpec,
+                    SIFABiFormerSpec, SIFACSWinSpec, SIFADATSpec, SIFADilateFormerSpec, SIFADPTSpec, SIFASlideSwinSpec,
+                    SlideSwinSpec, X3DSpec)
 
 # ----------------------------------------------------------------------------- C2D / SIFA-Net ResNets
 # Stages at strides 4, 4, 8, 8 of a 64 px clip: SIFA runs on 16x16 and 8x8 maps, where a step of the
@@ -160,3 +161,39 @@ register_variant("sifa_dilateformer_nano", SIFADilateFormerSpec(**DILATEFORMER_N
                  "CPU-sized SIFA-DilateFormer for the motion benchmark (64 px clips).")
 register_variant("c2d_dilateformer_nano", SIFADilateFormerSpec(**DILATEFORMER_NANO, **ORDER_BLIND), 10,
                  "sifa_dilateformer_nano without SIFA and the dual branch: order-blind.")
+
+# ----------------------------------------------------------------------------- pytorchvideo baselines
+# The Kinetics-400 zoo's architectures (pytorchvideo.models.hub), built by pytorchvideo's builders
+# (models/ptv.py); clip_frames / crop_size are each zoo model's clip, the eval protocols are the
+# conf/experiment/ptv_<name>_k400.yaml presets.
+PTV_ZOO = {
+    "x3d_xs": (X3DSpec(clip_frames=4, crop_size=160), "X3D-XS (4x12 clips at 160 px; zoo top-1 69.12)"),
+    "x3d_s": (X3DSpec(clip_frames=13, crop_size=160), "X3D-S (13x6 clips at 160 px; zoo top-1 73.33)"),
+    "x3d_m": (X3DSpec(clip_frames=16, crop_size=224), "X3D-M (16x5 clips at 224 px; zoo top-1 75.94)"),
+    "slow_r50": (PTVResNetSpec(arch="slow"), "Slow-only R50 (8x8 clips; zoo top-1 74.58)"),
+    "slowfast_r50": (PTVResNetSpec(arch="slowfast", clip_frames=32),
+                     "SlowFast R50 (32x2 clips, alpha 4: slow 8 frames, fast 32; zoo top-1 76.94)"),
+    "ptv_c2d_r50": (PTVResNetSpec(arch="c2d"), "pytorchvideo's C2D R50 (8x8 clips; zoo top-1 71.46)"),
+    "i3d_r50": (PTVResNetSpec(arch="i3d"), "I3D R50 (8x8 clips; zoo top-1 73.27)"),
+    "r2plus1d_r50": (PTVResNetSpec(arch="r2plus1d", clip_frames=16), "R(2+1)D R50 (16x4 clips; zoo top-1 76.01)"),
+    "csn_r101": (PTVResNetSpec(arch="csn", depth=101, clip_frames=32, dropout=0.0),
+                 "CSN R101 (32x2 clips; zoo top-1 77.00)"),
+    "mvit_base_16x4": (MViTSpec(), "MViT-B 16x4 (16x4 clips at 224 px; zoo top-1 78.9)"),
+}
+for name, (spec, doc) in PTV_ZOO.items():
+    register_variant(name, spec, 400, f"{doc}, pytorchvideo's Kinetics-400 zoo architecture, pytorchvideo's builder.")
+
+# CPU sizes for the motion benchmark (4x64 px clips): the same builders, narrow (stem width 8) and,
+# for X3D and MViT, shallow. SlowFast takes alpha 2 there: its slow pathway sees 2 of the 4 frames.
+NANO_CLIP = dict(clip_frames=4, crop_size=64, dropout=0.0)
+register_variant("x3d_nano", X3DSpec(width_factor=1.0, depth_factor=1.0, head_width=256, **NANO_CLIP), 10,
+                 "CPU-sized X3D for the motion benchmark (width and depth factors 1, head 256).")
+for arch, name in (("slow", "slow_nano"), ("c2d", "ptv_c2d_nano"), ("i3d", "i3d_nano"), ("r2plus1d", "r2plus1d_nano"),
+                   ("csn", "csn_nano")):
+    register_variant(name, PTVResNetSpec(arch=arch, width=8, **NANO_CLIP), 10,
+                     f"CPU-sized pytorchvideo {arch} R50 for the motion benchmark (stem width 8).")
+register_variant("slowfast_nano", PTVResNetSpec(arch="slowfast", width=16, alpha=2, **NANO_CLIP), 10,
+                 "CPU-sized SlowFast R50 for the motion benchmark (slow stem width 16, fast 2, alpha 2).")
+register_variant("mvit_nano", MViTSpec(frames=4, size=64, depth=4, embed_dim=32, stages=(1, 2, 3), kv_stride=2,
+                                       dropout=0.0), 10,
+                 "CPU-sized MViT for the motion benchmark (4x64 px clips, 4 blocks, width 32).")

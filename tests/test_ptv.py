@@ -1,0 +1,186 @@
+"""pytorchvideo's zoo architectures as registered models: pytorchvideo's parameters and names, its
+outputs at the zoo's clips, zoo checkpoints through load_pretrained, any clip, and no
+``pytorchvideo.transforms``."""
+import json
+import subprocess
+import sys
+import urllib.error
+
+import pytest
+import torch
+import torch.nn as nn
+
+import video_sparse
+from video_sparse.models.ptv import ClippedAvgPool3d, slowfast_pathways
+from video_sparse.models.weights import WeightsError, load_pretrained
+
+from conftest import ROOT, run_app
+
+hub = pytest.importorskip("pytorchvideo.models.hub")
+
+# Our name -> pytorchvideo's hub builder, the zoo clip (T, side), trainable parameters at 400 classes.
+ZOO = {
+    "x3d_xs": ("x3d_xs", (4, 160), 3_794_274),
+    "x3d_s": ("x3d_s", (13, 160), 3_794_274),
+    "x3d_m": ("x3d_m", (16, 224), 3_794_274),
+    "slow_r50": ("slow_r50", (8, 224), 32_454_096),
+    "slowfast_r50": ("slowfast_r50", (32, 224), 34_566_488),
+    "ptv_c2d_r50": ("c2d_r50", (8, 224), 24_327_632),
+    "i3d_r50": ("i3d_r50", (8, 224), 28_043_472),
+    "r2plus1d_r50": ("r2plus1d_r50", (16, 224), 28_107_600),
+    "csn_r101": ("csn_r101", (32, 224), 22_213_776),
+    "mvit_base_16x4": ("mvit_base_16x4", (16, 224), 36_610_672),
+}
+NANOS = ["x3d_nano", "slow_nano", "slowfast_nano", "ptv_c2d_nano", "i3d_nano", "r2plus1d_nano", "csn_nano", "mvit_nano"]
+
+
+def trainable(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def randomize_norm_statistics(model: nn.Module) -> None:
+    """Non-trivial BatchNorm statistics, so that eval-mode outputs depend on them."""
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) * 0.2 - 0.1)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+
+
+def pytorchvideo_output(name: str, theirs: nn.Module, clip: torch.Tensor) -> torch.Tensor:
+    """The zoo model's output as pytorchvideo computes it, before its final softmax (X3D, R(2+1)D)."""
+    head = theirs.blocks[-1] if hasattr(theirs, "blocks") and not name.startswith("mvit") else None
+    if head is not None and isinstance(getattr(head, "activation", None), nn.Softmax):
+        head.activation = None
+    return theirs(slowfast_pathways(clip, 4) if name == "slowfast_r50" else clip)
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_parameters_and_names_equal_pytorchvideos_builders(name):
+    hub_name, _, count = ZOO[name]
+    # the meta device skips the initialisation (MViT's builder reads a tensor's value: a real one)
+    with torch.device("cpu" if name.startswith("mvit") else "meta"):
+        ours, theirs = video_sparse.build_model(name, 400), getattr(hub, hub_name)()
+    assert trainable(ours) == trainable(theirs) == count
+    assert {k: v.shape for k, v in ours.state_dict().items()} == \
+        {"net." + k: v.shape for k, v in theirs.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_zoo_checkpoint_gives_pytorchvideos_logits(name):
+    hub_name, (t, side), _ = ZOO[name]
+    torch.manual_seed(0)
+    theirs = getattr(hub, hub_name)().eval()
+    randomize_norm_statistics(theirs)
+    ours = video_sparse.build_model(name, 400).eval()
+    report = load_pretrained(ours, {"model_state": theirs.state_dict()}, strict=True)
+    assert not report.dropped
+    clip = torch.randn(1, 3, t, side, side)
+    with torch.no_grad():
+        expected = pytorchvideo_output(name, theirs, clip)
+        torch.testing.assert_close(ours(clip), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_zoo_checkpoint_file_with_another_class_count_keeps_the_backbone(tmp_path):
+    theirs = hub.x3d_xs()
+    path = tmp_path / "X3D_XS.pyth"
+    torch.save({"model_state": theirs.state_dict(), "epoch": 300}, path)
+    ours = video_sparse.build_model("x3d_xs", 10)
+    report = load_pretrained(ours, str(path))
+    assert report.dropped == ["blocks.5.proj.bias", "blocks.5.proj.weight"]
+    assert not report.missing[2:] and set(report.missing) == {"net.blocks.5.proj.weight", "net.blocks.5.proj.bias"}
+    assert not report.unexpected and not report.mismatched
+    torch.testing.assert_close(ours.net.blocks[0].conv.conv_t.weight, theirs.blocks[0].conv.conv_t.weight)
+
+
+def test_zoo_checkpoint_by_hub_name_downloads_or_names_the_url(monkeypatch):
+    theirs = hub.x3d_xs()
+    urls = []
+
+    def offline(url, **kwargs):
+        urls.append(url)
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(WeightsError, match=r"download https://dl\.fbaipublicfiles\.com/pytorchvideo/model_zoo/"
+                                           r"kinetics/X3D_XS\.pyth where there is network"):
+        load_pretrained(video_sparse.build_model("x3d_xs", 400), "pytorchvideo:x3d_xs")
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda url, **kw: {"model_state": theirs.state_dict()})
+    report = load_pretrained(video_sparse.build_model("x3d_xs", 400), "pytorchvideo:x3d_xs", strict=True)
+    assert len(report.loaded) == len(theirs.state_dict())
+    with pytest.raises(WeightsError, match="unknown pytorchvideo checkpoint 'x3d_xxl'.*slowfast_r50"):
+        load_pretrained(video_sparse.build_model("x3d_xs", 400), "pytorchvideo:x3d_xxl")
+
+
+@pytest.mark.parametrize("name", NANOS)
+def test_nano_baselines_train_at_other_clips(name):
+    model = video_sparse.build_model(name, 10)
+    clips = [(4, 64, 64), (8, 48, 80)] if not name.startswith("mvit") else [(4, 64, 64)]
+    for t, h, w in clips:
+        x = torch.randn(2, 3, t, h, w)
+        out = model(x)
+        assert out.shape == (2, 10)
+        out.sum().backward()
+        assert all(p.grad is not None for p in model.parameters() if p.requires_grad), name
+        model.zero_grad()
+
+
+def test_clip_errors_name_the_fix():
+    with pytest.raises(ValueError, match=r"multiple of alpha=2 frames.*Fix: data.frames=4"):
+        video_sparse.build_model("slowfast_nano", 10)(torch.randn(1, 3, 5, 64, 64))
+    with pytest.raises(ValueError, match=r"takes 4x64x64 clips.*Fix: data.frames=4 data.size=64"):
+        video_sparse.build_model("mvit_nano", 10)(torch.randn(1, 3, 8, 64, 64))
+    with pytest.raises(ValueError, match=r"at least 2 frames"):
+        video_sparse.build_model("ptv_c2d_nano", 10)(torch.randn(1, 3, 1, 64, 64))
+    with pytest.raises(ValueError, match=r"\(N, 3, T, H, W\)"):
+        video_sparse.build_model("x3d_nano", 10)(torch.randn(3, 4, 64, 64))
+    with pytest.raises(video_sparse.models.registry.ModelError, match="leaves the fast pathway without channels"):
+        video_sparse.build_model("slowfast_nano", 10, width=4)
+
+
+def test_head_pool_spans_the_frames_and_zoo_windows_in_space():
+    pool = ClippedAvgPool3d((4, 7, 7))
+    x = torch.randn(2, 3, 4, 9, 8, dtype=torch.float64)  # the zoo's frames, a larger crop
+    torch.testing.assert_close(pool(x), nn.AvgPool3d((4, 7, 7), stride=1)(x))
+    other = torch.randn(2, 3, 6, 3, 9, dtype=torch.float64)  # more frames, a smaller map in H
+    expected = torch.stack([other[:, :, :, :, i:i + 7].mean(dim=(2, 3, 4)) for i in range(3)], -1)
+    torch.testing.assert_close(pool(other), expected.view(2, 3, 1, 1, 3))
+
+
+def test_slowfast_pathways_are_evenly_spaced_frames():
+    x = torch.arange(32.0).view(1, 1, 32, 1, 1)
+    slow, fast = slowfast_pathways(x, 4)
+    assert slow.flatten().tolist() == [0, 4, 8, 13, 17, 22, 26, 31] and torch.equal(fast, x)
+
+
+def test_nothing_imports_pytorchvideo_transforms():
+    code = ("import sys, torch, video_sparse, video_sparse.models.weights as w\n"
+            "from video_sparse.models.registry import variants\n"
+            "[video_sparse.build_model(n, 10) for n in variants() if n.endswith('_nano')]\n"
+            "w.pytorchvideo_zoo_urls()\n"
+            "print([m for m in sys.modules if m.startswith('pytorchvideo.transforms')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+    for path in (ROOT / "video_sparse").rglob("*.py"):
+        assert "pytorchvideo.transforms" not in path.read_text().replace("``pytorchvideo.transforms``", ""), path
+
+
+@pytest.mark.parametrize("name", ["x3d_nano", "slowfast_nano", "mvit_nano"])
+def test_train_app_runs_the_baselines(name, tiny_overrides, tmp_path):
+    extra = ["model.size=32"] if name == "mvit_nano" else []
+    run_app("train.py", [*tiny_overrides, f"model={name}", *extra, f"hydra.run.dir={tmp_path}/run"], tmp_path)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["num_videos"] == 10
+
+
+def test_c2d_baseline_is_blind_to_reversal_and_slow_is_not():
+    torch.manual_seed(0)
+    clip = torch.randn(2, 3, 4, 64, 64, dtype=torch.float64)
+    gaps = {}
+    for name in ("ptv_c2d_nano", "slow_nano"):
+        model = video_sparse.build_model(name, 10).double().eval()
+        for m in model.modules():  # pytorchvideo zeroes each residual branch's last BN scale: open them
+            if isinstance(m, nn.BatchNorm3d):
+                nn.init.uniform_(m.weight, 0.5, 1.5)
+        with torch.no_grad():
+            gaps[name] = (model(clip) - model(clip.flip(2))).abs().max().item()
+    assert gaps["ptv_c2d_nano"] < 1e-12 < 1e-6 < gaps["slow_nano"], gaps
