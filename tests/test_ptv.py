@@ -135,6 +135,8 @@ def test_clip_errors_name_the_fix():
         video_sparse.build_model("x3d_nano", 10)(torch.randn(3, 4, 64, 64))
     with pytest.raises(video_sparse.models.registry.ModelError, match="leaves the fast pathway without channels"):
         video_sparse.build_model("slowfast_nano", 10, width=4)
+    with pytest.raises(video_sparse.models.registry.ModelError, match=r"stages \[1, 5\] must be block indices below"):
+        video_sparse.build_model("mvit_nano", 10, stages=[1, 5])
 
 
 def test_head_pool_spans_the_frames_and_zoo_windows_in_space():

@@ -45,7 +45,7 @@ class ClippedAvgPool3d(nn.Module):
 def clip_head_pools(net: nn.Module) -> nn.Module:
     """Replace every ``nn.AvgPool3d`` of ``net`` (only the heads have them) by a
     :class:`ClippedAvgPool3d` of its window; no parameters change."""
-    for name, module in list(net.named_modules()):
+    for module in list(net.modules()):
         for child_name, child in list(module.named_children()):
             if type(child) is nn.AvgPool3d:
                 setattr(module, child_name, ClippedAvgPool3d(_triple(child.kernel_size)))
@@ -172,12 +172,11 @@ def _slowfast(spec: PTVResNetSpec, side: int, common: dict) -> PyTorchVideoModel
 
     if spec.width < spec.beta:
         raise ValueError(f"width {spec.width} < beta {spec.beta} leaves the fast pathway without channels")
-    fast_frames = spec.clip_frames
     net = create_slowfast(**common, slowfast_channel_reduction_ratio=(spec.beta,),
                           stem_dim_outs=(spec.width, spec.width // spec.beta),
                           slowfast_fusion_conv_kernel_size=(7, 1, 1), slowfast_fusion_conv_stride=(spec.alpha, 1, 1),
-                          head_pool_kernel_sizes=((max(fast_frames // spec.alpha, 1), side, side),
-                                                  (fast_frames, side, side)),
+                          head_pool_kernel_sizes=((max(spec.clip_frames // spec.alpha, 1), side, side),
+                                                  (spec.clip_frames, side, side)),
                           head_activation=None)
     return PyTorchVideoModel(clip_head_pools(net), alpha=spec.alpha)
 
@@ -188,7 +187,7 @@ def mvit(spec: MViTSpec, num_classes: int) -> PyTorchVideoModel:
     from pytorchvideo.models.vision_transformers import create_multiscale_vision_transformers
 
     if any(s >= spec.depth for s in spec.stages):
-        raise ValueError(f"stages {list(spec.stages)} must be blocks of the {spec.depth}")
+        raise ValueError(f"stages {list(spec.stages)} must be block indices below depth {spec.depth}")
     doubling = [[s, 2.0] for s in spec.stages]
     net = create_multiscale_vision_transformers(
         spatial_size=spec.size, temporal_size=spec.frames, depth=spec.depth, patch_embed_dim=spec.embed_dim,
