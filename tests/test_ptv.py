@@ -14,7 +14,7 @@ import video_sparse
 from video_sparse.models.ptv import ClippedAvgPool3d, slowfast_pathways
 from video_sparse.models.weights import WeightsError, load_pretrained
 
-from conftest import ROOT, run_app
+from conftest import ROOT, compose, run_app
 
 hub = pytest.importorskip("pytorchvideo.models.hub")
 
@@ -186,3 +186,12 @@ def test_c2d_baseline_is_blind_to_reversal_and_slow_is_not():
         with torch.no_grad():
             gaps[name] = (model(clip) - model(clip.flip(2))).abs().max().item()
     assert gaps["ptv_c2d_nano"] < 1e-12 < 1e-6 < gaps["slow_nano"], gaps
+
+
+def test_the_config_check_takes_a_pytorchvideo_hub_name():
+    from video_sparse.apps.checks import check_model
+    from video_sparse.options import ConfigError
+
+    check_model(compose("train", ["model=slowfast_nano", "model.pretrained=pytorchvideo:slowfast_r50"]))
+    with pytest.raises(ConfigError, match=r"file not found: /nope\.pyth.*pytorchvideo:slowfast_r50"):
+        check_model(compose("train", ["model=slowfast_nano", "model.pretrained=/nope.pyth"]))
