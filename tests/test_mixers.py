@@ -141,6 +141,34 @@ def test_official_checkpoint_loads_into_image_and_video_models(name, video_name,
     assert all(".temporal." in k or k.startswith("head") for k in report.missing), report.missing
 
 
+@pytest.mark.parametrize("name", ["sifa_cswin_nano", "sifa_slide_nano", "sifa_dat_nano", "sifa_dpt_nano"])
+def test_conv_stem_replaces_the_patch_embedding_and_image_weights_load_around_it(name):
+    from video_sparse.layers.stem import ConvStem
+
+    plain = video_sparse.build_model(name, num_classes=5, conv_stem=False)
+    model = video_sparse.build_model(name, num_classes=5, conv_stem=True)
+    stem, old = model.backbone.stage_parts()[0][0], plain.backbone.stage_parts()[0][0]
+    assert isinstance(stem, ConvStem) and not isinstance(old, ConvStem)
+    frame = torch.randn(2, 3, 64, 96)
+    assert stem(frame).shape == old(frame).shape == (2, stem[3].out_channels, 16, 24)
+    main, dual = model(torch.randn(2, 3, 3, 50, 70))
+    (main.sum() + dual.sum()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in stem.parameters())
+    # an image checkpoint (here: the plain model's backbone) loads everything but its own embedding
+    image = {k.removeprefix("backbone."): v for k, v in plain.state_dict().items() if k.startswith("backbone.")}
+    report = video_sparse.load_pretrained(model, image)
+    stem_keys = f"backbone.{model.stem_name}."
+    assert report.dropped and all(k.startswith((model.stem_name + ".", "pos_embed1")) for k in report.dropped)
+    assert report.missing and all(k.startswith((stem_keys, "head")) for k in report.missing), report.missing
+    assert report.unexpected == report.mismatched == []
+
+
+def test_biformers_stem_is_the_conv_stem():
+    from video_sparse.layers.stem import ConvStem
+
+    assert isinstance(video_sparse.build_model("sifa_biformer_nano", 5).backbone.downsample_layers[0], ConvStem)
+
+
 @pytest.mark.parametrize("name", ["sifa_biformer_nano", "sifa_dilateformer_nano", "sifa_cswin_nano", "sifa_slide_nano",
                                   "sifa_dat_nano", "sifa_dpt_nano"])
 def test_video_models_any_clip_length_and_size(name):

@@ -166,7 +166,7 @@ def test_nothing_imports_pytorchvideo_transforms():
         assert "pytorchvideo.transforms" not in path.read_text().replace("``pytorchvideo.transforms``", ""), path
 
 
-@pytest.mark.parametrize("name", ["x3d_nano", "slowfast_nano", "mvit_nano"])
+@pytest.mark.parametrize("name", ["slowfast_nano", "mvit_nano"])  # x3d_nano: test_eval_app_takes_a_zoo_file
 def test_train_app_runs_the_baselines(name, tiny_overrides, tmp_path):
     extra = ["model.size=32"] if name == "mvit_nano" else []
     run_app("train.py", [*tiny_overrides, f"model={name}", *extra, f"hydra.run.dir={tmp_path}/run"], tmp_path)
@@ -195,3 +195,91 @@ def test_the_config_check_takes_a_pytorchvideo_hub_name():
     check_model(compose("train", ["model=slowfast_nano", "model.pretrained=pytorchvideo:slowfast_r50"]))
     with pytest.raises(ConfigError, match=r"file not found: /nope\.pyth.*pytorchvideo:slowfast_r50"):
         check_model(compose("train", ["model=slowfast_nano", "model.pretrained=/nope.pyth"]))
+
+
+def test_eval_app_takes_a_zoo_file_with_model_and_data(tiny_overrides, tmp_path):
+    """A zoo file (pytorchvideo's names under ``model_state``) of a trained run's weights evaluates
+    through model=<name> data=<dataset> exactly as the run's own checkpoint; without them, or with
+    a model they do not fit, one line says what to add."""
+    run_app("train.py", [*tiny_overrides, "model=x3d_nano", f"hydra.run.dir={tmp_path}/run"], tmp_path)
+    ckpt = torch.load(tmp_path / "run/checkpoints/best.pt", weights_only=True)
+    zoo_state = {k.removeprefix("net."): v for k, v in ckpt["model"].items()}
+    torch.save({"model_state": zoo_state, "epoch": 1, "cfg": "..."}, tmp_path / "zoo.pyth")
+    data = [o for o in tiny_overrides if o.startswith("data.")]
+    common = ["test.clips=2", "logger.mode=disabled", "trainer.num_workers=0"]
+    run_app("eval.py", [f"checkpoint={tmp_path}/run/checkpoints/best.pt", *common, f"hydra.run.dir={tmp_path}/own"],
+            tmp_path)
+    proc = run_app("eval.py", [f"checkpoint={tmp_path}/zoo.pyth", "model=x3d_nano", "data=motion", *data, *common,
+                               f"hydra.run.dir={tmp_path}/zoo"], tmp_path)
+    assert "(file weights)" in proc.stdout
+    own, zoo = (json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("own", "zoo"))
+    assert (own.pop("weights"), zoo.pop("weights")) == ("model", "file") and own == zoo
+    assert (tmp_path / "own/predictions.csv").read_text() == (tmp_path / "zoo/predictions.csv").read_text()
+
+    for args, message in [
+            ([f"checkpoint={tmp_path}/zoo.pyth"], "not a train.py checkpoint, so it names neither model nor classes"),
+            ([f"checkpoint={tmp_path}/zoo.pyth", "model=x3d_nano"], "Fix: add model=<name> data=<dataset>"),
+            ([f"checkpoint={tmp_path}/zoo.pyth", "model=slow_nano", "data=motion", *data],
+             "does not fit model=slow_nano with 10 classes (the motion benchmark)"),
+            ([f"checkpoint={tmp_path}/run/checkpoints/best.pt", "model=x3d_nano"],
+             "is a training checkpoint and brings its model (x3d_nano). Fix: leave model unset"),
+            (["checkpoint=pytorchvideo:x3d_s"], "needs the model it is the weights of")]:
+        proc = run_app("eval.py", [*args, *common, f"hydra.run.dir={tmp_path}/error"], tmp_path, check=False)
+        assert proc.returncode != 0 and message in proc.stderr, (args, proc.stderr[-2000:])
+
+
+# The zoo's test protocols (PySlowFast's configs/Kinetics/pytorchvideo/*.yaml: NUM_FRAMES x SAMPLING_RATE,
+# TEST_CROP_SIZE, the short side = the crop for 3 crops and TRAIN_JITTER_SCALES[0] for 1, NUM_SPATIAL_CROPS;
+# 10 clips, MViT's 5 from its model zoo): preset -> model, frames, interval, short side, crop, clips, crops.
+ZOO_PROTOCOLS = {
+    "ptv_x3d_xs_k400": ("x3d_xs", 4, 12, 182, 182, 10, 3),
+    "ptv_x3d_s_k400": ("x3d_s", 13, 6, 182, 182, 10, 3),
+    "ptv_x3d_m_k400": ("x3d_m", 16, 5, 256, 256, 10, 3),
+    "ptv_slow_r50_k400": ("slow_r50", 8, 8, 256, 256, 10, 3),
+    "ptv_slowfast_r50_k400": ("slowfast_r50", 32, 2, 256, 256, 10, 3),
+    "ptv_c2d_r50_k400": ("ptv_c2d_r50", 8, 8, 256, 256, 10, 3),
+    "ptv_i3d_r50_k400": ("i3d_r50", 8, 8, 256, 256, 10, 3),
+    "ptv_r2plus1d_r50_k400": ("r2plus1d_r50", 16, 4, 256, 256, 10, 3),
+    "ptv_csn_r101_k400": ("csn_r101", 32, 2, 256, 256, 10, 3),
+    "ptv_mvit_base_16x4_k400": ("mvit_base_16x4", 16, 4, 256, 224, 5, 1),
+}
+
+
+def test_every_zoo_preset_is_listed():
+    assert sorted(p.stem for p in (ROOT / "conf/experiment").glob("ptv_*_k400.yaml")) == sorted(ZOO_PROTOCOLS)
+
+
+@pytest.mark.parametrize("preset", list(ZOO_PROTOCOLS))
+def test_zoo_presets_give_the_zoo_protocol_and_the_model_takes_its_clip(preset):
+    from video_sparse.apps.checks import check_model
+
+    cfg = compose("eval", [f"+experiment={preset}", "checkpoint=/zoo.pyth"])
+    d = cfg.data
+    assert (cfg.model.name, d.frames, d.interval, d.short_side, d.size, cfg.test.clips, cfg.test.crops) == \
+        ZOO_PROTOCOLS[preset]
+    assert d.name == "kinetics400" and list(d.mean) == [0.45] * 3 and list(d.std) == [0.225] * 3
+    assert compose("train", [f"+experiment={preset}"]).model.name == cfg.model.name
+    check_model(cfg)
+    if cfg.model.name.startswith("mvit"):  # builds with .item(): no meta device; the clip is fixed
+        assert (cfg.model.frames, cfg.model.size) == (d.frames, d.size)
+        return
+    with torch.device("meta"):
+        model = video_sparse.build_model(cfg.model.name, 400)
+        assert model(torch.empty(1, 3, d.frames, d.size, d.size)).shape == (1, 400)
+
+
+def test_kinetics_classnames_json_gives_the_zoo_class_order(tmp_path):
+    """PySlowFast's kinetics_classnames.json: quoted names -> ids, not in name order."""
+    from video_sparse.data.annotations import read_class_names
+
+    path = tmp_path / "kinetics_classnames.json"
+    path.write_text(json.dumps({'"zumba"': 0, '"abseiling"': 2, "air drumming": 1}))
+    assert read_class_names(path) == ["zumba", "air drumming", "abseiling"]
+
+
+def test_train_refuses_evals_data_run():
+    from video_sparse.apps.checks import check_train
+    from video_sparse.options import ConfigError
+
+    with pytest.raises(ConfigError, match="data=run is eval.py's"):
+        check_train(compose("train", ["data=run"]))

@@ -54,6 +54,9 @@ def check_data(cfg: DictConfig, need_train: bool = True) -> None:
     """``data``: its options, then what depends on the dataset."""
     data = cfg.data
     check_options(data, "data", OmegaConf.get_type(data))
+    if "name" not in data:
+        raise ConfigError("data=run is eval.py's (the evaluated run's own data config). "
+                          f"Fix: data=<one of {', '.join(DATASETS)}> (data=motion: the built-in benchmark)")
     if data.short_side < data.size:
         raise ConfigError(f"data.short_side ({data.short_side}) must be >= data.size ({data.size}). "
                           f"Fix: data.short_side={data.size}")
@@ -133,9 +136,19 @@ def check_eval(cfg: DictConfig) -> None:
     _check_sections(cfg, ("logger", "trainer", "test"))
     check_options(cfg, "", OmegaConf.get_type(cfg))
     check_device(cfg)
+    if cfg.model is not None:
+        check_model(cfg)
+    if "name" in cfg.data:  # data=<dataset>, not the run's (data=run)
+        check_data(cfg, need_train=False)
+    else:
+        check_options(cfg.data, "data", OmegaConf.get_type(cfg.data))
     if cfg.checkpoint is None:
         raise ConfigError("checkpoint is not set. Fix: python eval.py checkpoint=outputs/<run>/checkpoints/best.pt")
-    if not os.path.isfile(str(cfg.checkpoint)):
+    if str(cfg.checkpoint).startswith(PYTORCHVIDEO_PREFIX):
+        if cfg.model is None:
+            raise ConfigError(f"checkpoint={cfg.checkpoint} needs the model it is the weights of. "
+                              "Fix: +experiment=ptv_<model>_k400 (or model=<name> data=kinetics400)")
+    elif not os.path.isfile(str(cfg.checkpoint)):
         raise ConfigError(f"checkpoint: file not found: {cfg.checkpoint}. Fix: checkpoint=/path/to/best.pt")
     predict = cfg.predict
     for p in [predict] if isinstance(predict, str) else (predict or []):

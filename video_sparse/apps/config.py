@@ -224,7 +224,8 @@ class TrainConfig:
 
 @dataclass
 class DataOverrides:
-    """Overrides of the checkpoint's data config (null: keep the run's value)."""
+    """data=run (eval.py's default): the evaluated run's data config, with these overrides (null:
+    keep the run's value). data=<dataset> gives a whole data config instead (weights files need it)."""
 
     root: Optional[str] = option(None, "folder the annotation paths are relative to")
     train_ann: Optional[str] = option(None, "training annotation")
@@ -239,15 +240,18 @@ class EvalConfig:
     """``python eval.py checkpoint=...``: evaluate a checkpoint with multi-view testing, or classify
     files (``predict=[...]``)."""
 
-    checkpoint: Optional[str] = option(None, "a checkpoints/best.pt or last.pt written by train.py")
+    checkpoint: Optional[str] = option(None, "a checkpoints/best.pt or last.pt written by train.py, or a weights "
+                                       "file (a pytorchvideo zoo checkpoint, a state_dict; pytorchvideo:<name> "
+                                       "downloads one) with model= and data=")
     split: str = option("val", "annotation to evaluate: val (data.val_ann) | test (data.test_ann)",
                         choices=("val", "test"))
     predict: Optional[Any] = option(None, "a video path or a list of paths (or annotation files) to classify "
                                     "instead of evaluating")
     predict_topk: int = option(5, "classes printed per predicted video", ge=1)
-    weights: str = option("auto", "auto (the EMA weights when the run kept an EMA) | ema | model",
+    weights: str = option("auto", "auto (the EMA weights when the run kept an EMA; a weights file's own) | ema | model",
                           choices=("auto", "ema", "model"))
-    data: DataOverrides = field(default_factory=DataOverrides)
+    data: Any = MISSING
+    model: Any = option(None, "model=<name> for a weights file (a training checkpoint brings its own)")
     trainer: RuntimeConfig = field(default_factory=lambda: RuntimeConfig(batch_size=8, num_workers=1))
     test: TestConfig = field(default_factory=TestConfig)
     logger: Any = MISSING
@@ -266,7 +270,8 @@ class ScanConfig:
 
 
 APPS = {"train": TrainConfig, "eval": EvalConfig, "scan": ScanConfig}
-GROUPS = {"data": {"list": DataConfig, "motion": MotionDataConfig}, "optim": {"sgd": SGDConfig, "adamw": AdamWConfig},
+GROUPS = {"data": {"list": DataConfig, "motion": MotionDataConfig, "run": DataOverrides},
+          "optim": {"sgd": SGDConfig, "adamw": AdamWConfig},
           "sched": {"cosine": CosineScheduleConfig}, "logger": {"wandb": LoggerConfig}}
 
 

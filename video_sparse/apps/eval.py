@@ -1,16 +1,19 @@
-"""``python eval.py``: re-evaluate a checkpoint on its run's dataset (or on ``data.*`` overrides)
-with ``test.clips`` x ``test.crops`` views, or classify files (``predict=[...]``). Under
+"""``python eval.py``: re-evaluate a checkpoint on its run's dataset (or on ``data.*`` overrides, or
+on ``data=<dataset>``) with ``test.clips`` x ``test.crops`` views, or classify files
+(``predict=[...]``); weights files (pytorchvideo's zoo) with ``model=<name> data=<dataset>``. Under
 ``torchrun`` every rank evaluates its shard and rank 0 reports the gathered whole."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..options import ConfigError
 from . import launch
 from .checks import check_eval
-from .config import DataConfig, MotionDataConfig
+from .config import DataConfig, DataOverrides, MotionDataConfig
 
 
 def main() -> None:
@@ -29,30 +32,16 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     """Evaluate (or predict with) ``cfg.checkpoint``; write the report into ``run_dir``. (Imports
     torch here, after the checks, so that the command line answers at once.)"""
     from ..data import build_dataset, build_predict_dataset, resolve_data
-    from ..engine.checkpoint import CheckpointError, load_checkpoint
     from ..engine.distributed import init_distributed, main_first
-    from ..engine.ema import ema_weights
     from ..engine.evaluate import predict, report, sample_predictions
     from ..engine.metrics import write_predictions
     from ..engine.runtime import data_loader, resolve_device
-    from ..models import model_from_config
     from ..tracking import Tracker
 
     world = init_distributed(cfg.trainer.device)
-    ckpt = load_checkpoint(cfg.checkpoint)
-    for key in ("model", "config", "class_names"):
-        if key not in ckpt:
-            raise CheckpointError(f"{cfg.checkpoint}: not a video_sparse training checkpoint (no {key!r} entry)")
-    class_names = ckpt["class_names"]
-    model = model_from_config(ckpt["config"]["model"], len(class_names))
-    if cfg.weights == "ema" and not ckpt.get("ema"):
-        raise CheckpointError(f"{cfg.checkpoint}: weights=ema but the run kept no EMA (trainer.ema_decay was null). "
-                              "Fix: weights=auto or weights=model")
-    use_ema = cfg.weights == "ema" or (cfg.weights == "auto" and bool(ckpt.get("ema")))
-    model.load_state_dict(ema_weights(ckpt) if use_ema else ckpt["model"])
+    model, data_cfg, class_names, class_source, weights = load_evaluated(cfg)
     device = resolve_device(cfg.trainer.device, world.local_rank)
     model.to(device)
-    data_cfg = checkpoint_data_config(ckpt["config"]["data"], cfg.data)
     clips, crops, rt = cfg.test.clips, cfg.test.crops, cfg.trainer
 
     if cfg.predict is not None:
@@ -66,10 +55,9 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
             print(_predict_table(result["paths"], result["probs"], class_names, cfg.predict_topk))
         return {"num_videos": int(result["valid"].sum()), "num_failed": int((~result["valid"]).sum())}
 
-    # Labels map through the checkpoint's class names: the ids the model was trained with.
     with main_first(world):
-        data_cfg, info = resolve_data(data_cfg, class_names=class_names,
-                                      class_source=f"the checkpoint {cfg.checkpoint}", progress=world.is_main)
+        data_cfg, info = resolve_data(data_cfg, class_names=class_names, class_source=class_source,
+                                      progress=world.is_main)
     dataset = build_dataset(data_cfg, cfg.split, clips=clips, crops=crops, info=info)
     result = predict(model, data_loader(dataset, rt.batch_size, rt.num_workers, device), device, rt.amp,
                      desc=f"eval {cfg.split}", strict=cfg.test.strict, progress=world.is_main)
@@ -77,7 +65,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
         return {}
     metrics = report(result, class_names, run_dir, views={"clips": clips, "crops": crops}, split=cfg.split,
                      pairs=info.pairs)
-    metrics["weights"] = "ema" if use_ema else "model"
+    metrics["weights"] = weights
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     with Tracker(cfg.logger.mode, cfg.logger.project, run_dir, OmegaConf.to_container(cfg, resolve=True),
                  name=cfg.logger.name, run_id=cfg.logger.id) as tracker:
@@ -89,6 +77,64 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
           f"{len(dataset)} videos, {world.size} process(es)\n{_summary_table(metrics)}")
     print(f"report: {run_dir.resolve()}")
     return metrics
+
+
+class Evaluated(NamedTuple):
+    model: Any
+    data_cfg: DictConfig
+    class_names: list[str]
+    class_source: str  # where class_names come from, for messages
+    weights: str       # ema | model | file
+
+
+def load_evaluated(cfg: DictConfig) -> Evaluated:
+    """The model with ``cfg.checkpoint``'s weights, the data config and class list to evaluate
+    with (reads no video, generates nothing).
+
+    A training checkpoint brings its model and class list (labels map to the ids the model was
+    trained with), and its data config unless ``data=<dataset>`` gives one. Any other weights file
+    (a pytorchvideo zoo checkpoint, a state_dict) needs ``model=<name>`` and ``data=<dataset>``
+    (the class list from its ``labels`` or ``train_ann``), and must fill every tensor of the model.
+    """
+    from ..data import dataset_classes
+    from ..engine.checkpoint import CheckpointError, load_checkpoint
+    from ..engine.ema import ema_weights
+    from ..models import load_pretrained, model_from_config
+    from ..models.weights import PYTORCHVIDEO_PREFIX, pytorchvideo_state_dict
+
+    name = str(cfg.checkpoint)
+    zoo = name.startswith(PYTORCHVIDEO_PREFIX)
+    ckpt = pytorchvideo_state_dict(name[len(PYTORCHVIDEO_PREFIX):]) if zoo else load_checkpoint(name)
+    own_data = OmegaConf.get_type(cfg.data) is not DataOverrides
+    if not zoo and all(key in ckpt for key in ("model", "config", "class_names")):
+        if cfg.model is not None:
+            raise ConfigError(f"model={cfg.model.name}: {cfg.checkpoint} is a training checkpoint and brings its "
+                              f"model ({ckpt['config']['model']['name']}). Fix: leave model unset")
+        class_names = ckpt["class_names"]
+        model = model_from_config(ckpt["config"]["model"], len(class_names))
+        if cfg.weights == "ema" and not ckpt.get("ema"):
+            raise CheckpointError(f"{cfg.checkpoint}: weights=ema but the run kept no EMA (trainer.ema_decay was "
+                                  "null). Fix: weights=auto or weights=model")
+        use_ema = cfg.weights == "ema" or (cfg.weights == "auto" and bool(ckpt.get("ema")))
+        model.load_state_dict(ema_weights(ckpt) if use_ema else ckpt["model"])
+        data_cfg = cfg.data if own_data else checkpoint_data_config(ckpt["config"]["data"], cfg.data)
+        return Evaluated(model, data_cfg, class_names, f"the checkpoint {cfg.checkpoint}",
+                         "ema" if use_ema else "model")
+    if cfg.model is None or not own_data:
+        raise ConfigError(f"checkpoint: {cfg.checkpoint} is a weights file, not a train.py checkpoint, so it names "
+                          "neither model nor classes. Fix: add model=<name> data=<dataset> (with data.labels or "
+                          "data.train_ann for the class list), or +experiment=ptv_<model>_k400 for a pytorchvideo zoo "
+                          "file")
+    if cfg.weights == "ema":
+        raise ConfigError(f"weights=ema: {cfg.checkpoint} is a weights file without an EMA. Fix: weights=auto")
+    class_names, class_source = dataset_classes(cfg.data)
+    model = model_from_config({**cfg.model, "pretrained": None}, len(class_names))
+    loaded = load_pretrained(model, ckpt)
+    if loaded.missing or loaded.unexpected or loaded.mismatched or loaded.dropped:
+        raise CheckpointError(f"{cfg.checkpoint} does not fit model={cfg.model.name} with {len(class_names)} classes "
+                              f"({class_source}): {loaded.summary()}. Fix: the model=<name> those weights were "
+                              "trained as, and the class list they were trained on (data.labels)")
+    return Evaluated(model, cfg.data, class_names, class_source, "file")
 
 
 def _summary_table(metrics: dict) -> str:

@@ -64,13 +64,16 @@ def print_help(app: str, argv: list[str]) -> None:
         groups = [f"  {g:<11} " + ", ".join(f"[{o}]" if choices.get(g) == o else o
                                             for o in loader.get_group_options(g))
                   for g in ("data", "model", "optim", "sched", "logger") if g in choices]
-        experiments = ", ".join(loader.get_group_options("experiment"))
+        experiments = loader.get_group_options("experiment")
     print(_doc(schema.APPS[app]()) + "\n")
     print(f"usage: {USAGE[app]} [group=option ...] [key=value ...]   (sweeps: -m; Hydra's flags: --hydra-help)")
     if groups:
         print("\nconfig groups (the option in use in brackets):\n" + "\n".join(groups))
         if app == "train":
-            print(f"  +experiment (paper recipes, added with +experiment=<name>): {experiments}")
+            print(f"  +experiment (paper recipes, added with +experiment=<name>): {', '.join(experiments)}")
+        if app == "eval":
+            zoo = ", ".join(e for e in experiments if e.startswith("ptv_"))
+            print(f"  +experiment (model-zoo test protocols, for zoo weights: checkpoint=<file>): {zoo}")
     print("\nkeys (key = value in this config, and what it is; set any of them as key=value):")
     print("\n".join(key_lines(cfg)))
 

@@ -128,7 +128,8 @@ def _whole_seconds(text: str, where: str, column: str) -> int:
 
 def read_class_names(path: str | os.PathLike) -> list[str]:
     """Class names in label order: one per line, or a JSON file (SSv2's ``labels.json``, a map
-    from name to id string, or a plain list of names)."""
+    from name to id string, PySlowFast's ``kinetics_classnames.json``, a map from quoted name to
+    id, or a plain list of names)."""
     path = Path(path)
     if path.suffix.lower() == ".json":
         return _class_names_from_json(path)
@@ -146,7 +147,7 @@ def _class_names_from_json(path: Path) -> list[str]:
         ids = {}
         for name, value in data.items():
             try:
-                ids[name] = int(value)
+                ids[name.strip().strip('"')] = int(value)  # kinetics_classnames.json quotes the names
             except (TypeError, ValueError):
                 raise AnnotationError(f"{path}: class {name!r} has id {value!r}, expected an integer. "
                                       "Fix: use SSv2's labels.json (class name -> id string such as \"0\")") from None

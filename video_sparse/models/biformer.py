@@ -14,6 +14,7 @@ import torch.nn as nn
 
 from ..layers.biformer import BiLevelRoutingAttention
 from ..layers.block import GlobalAttention, MixerBlock
+from ..layers.stem import ConvStem
 from .pyramid import PyramidBackbone, init_weights
 from .specs import BiFormerSpec
 
@@ -38,10 +39,7 @@ class BiFormer(PyramidBackbone):
     def __init__(self, spec: BiFormerSpec, num_classes: int = 1000):
         super().__init__()
         depth, embed_dim, head_dim, side_dwconv = spec.depth, spec.embed_dim, spec.head_dim, spec.side_dwconv
-        stem = nn.Sequential(
-            nn.Conv2d(3, embed_dim[0] // 2, 3, 2, 1), nn.BatchNorm2d(embed_dim[0] // 2), nn.GELU(),
-            nn.Conv2d(embed_dim[0] // 2, embed_dim[0], 3, 2, 1), nn.BatchNorm2d(embed_dim[0]))
-        self.downsample_layers = nn.ModuleList([stem] + [
+        self.downsample_layers = nn.ModuleList([ConvStem(embed_dim[0])] + [
             nn.Sequential(nn.Conv2d(embed_dim[i], embed_dim[i + 1], 3, spec.downsample_strides[i], 1),
                           nn.BatchNorm2d(embed_dim[i + 1]))
             for i in range(3)])

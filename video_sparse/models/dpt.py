@@ -134,7 +134,8 @@ class DPT(PyramidBackbone):
 
 def _official_names(module: DPT, state: dict, prefix: str, local_metadata) -> None:
     for i in range(1, 5):
-        state[f"{prefix}pos_embed{i}"] = state.pop(f"{prefix}patch_embed{i}.pos_embed")
+        if f"{prefix}patch_embed{i}.pos_embed" in state:  # (not when a video model's conv_stem replaced it)
+            state[f"{prefix}pos_embed{i}"] = state.pop(f"{prefix}patch_embed{i}.pos_embed")
 
 
 def _internal_names(module: DPT, state: dict, prefix: str, *args) -> None:

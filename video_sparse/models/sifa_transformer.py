@@ -24,6 +24,7 @@ from ..layers.block import attach_temporal, run_stage
 from ..layers.frame_skip import skip_frames
 from ..layers.heads import build_head
 from ..layers.sifa import FrameSIFA
+from ..layers.stem import ConvStem
 from ..layers.temporal_msdeform import FrameMSDeform
 from .biformer import BiFormer
 from .cswin import CSWin
@@ -55,6 +56,11 @@ class SIFATransformer(nn.Module):
     def __init__(self, backbone: nn.Module, spec: PerFrameVideoSpec, num_classes: int):
         super().__init__()
         self.backbone = backbone
+        self.stem_name = self._backbone_name(backbone.stage_parts()[0][0])
+        if spec.conv_stem:
+            convs = [m for m in backbone.get_submodule(self.stem_name).modules() if isinstance(m, nn.Conv2d)]
+            backbone.set_submodule(self.stem_name, ConvStem(convs[-1].out_channels))
+        self.conv_stem = spec.conv_stem
         parts = backbone.stage_parts()
 
         def temporal(dim: int) -> nn.Module:
@@ -97,7 +103,8 @@ class SIFATransformer(nn.Module):
 
     def image_state_to_video(self, state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
         """An image checkpoint of the backbone (official names) -> this model's names: prefix
-        ``backbone.``, copy the last stage into the dual branch, drop the ImageNet classifier.
+        ``backbone.``, copy the last stage into the dual branch, drop the ImageNet classifier (and
+        the patch embedding, replaced by ``conv_stem``).
         Returns the converted state and the dropped keys."""
         out, dropped = {}, []
         dual_sources = {}
@@ -109,7 +116,7 @@ class SIFATransformer(nn.Module):
         classifier = self._backbone_name(self.backbone.head) + "."
         internal_name = getattr(self.backbone, "internal_name", lambda key: key)  # DPT's pos_embedK
         for k, v in state.items():
-            if k.startswith(classifier):
+            if k.startswith(classifier) or self.conv_stem and internal_name(k).startswith(self.stem_name + "."):
                 dropped.append(k)
                 continue
             out["backbone." + k] = v

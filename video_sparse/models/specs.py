@@ -234,6 +234,8 @@ class PerFrameVideoSpec(Spec):
                        choices=HEADS)
     head_width: int = option(128, "width of the spatial head", ge=1)
     dropout: float = option(0.5, "dropout before the classifiers", ge=0, lt=1)
+    conv_stem: bool = option(False, "BiFormer's convolutional stem (two stride-2 3x3 convs with BN, GELU) in place "
+                                    "of the backbone's first patch embedding; image checkpoints load without theirs")
 
 
 @dataclass
