@@ -100,13 +100,13 @@ def load_evaluated(cfg: DictConfig) -> Evaluated:
     from ..engine.checkpoint import CheckpointError, load_checkpoint
     from ..engine.ema import ema_weights
     from ..models import load_pretrained, model_from_config
-    from ..models.weights import PYTORCHVIDEO_PREFIX, pytorchvideo_state_dict
+    from ..models.weights import PYTORCHVIDEO_PREFIX
 
     name = str(cfg.checkpoint)
-    zoo = name.startswith(PYTORCHVIDEO_PREFIX)
-    ckpt = pytorchvideo_state_dict(name[len(PYTORCHVIDEO_PREFIX):]) if zoo else load_checkpoint(name)
+    # pytorchvideo:<hub name> is downloaded by load_pretrained below
+    ckpt = None if name.startswith(PYTORCHVIDEO_PREFIX) else load_checkpoint(name)
     own_data = OmegaConf.get_type(cfg.data) is not DataOverrides
-    if not zoo and all(key in ckpt for key in ("model", "config", "class_names")):
+    if ckpt is not None and all(key in ckpt for key in ("model", "config", "class_names")):
         if cfg.model is not None:
             raise ConfigError(f"model={cfg.model.name}: {cfg.checkpoint} is a training checkpoint and brings its "
                               f"model ({ckpt['config']['model']['name']}). Fix: leave model unset")
@@ -129,7 +129,7 @@ def load_evaluated(cfg: DictConfig) -> Evaluated:
         raise ConfigError(f"weights=ema: {cfg.checkpoint} is a weights file without an EMA. Fix: weights=auto")
     class_names, class_source = dataset_classes(cfg.data)
     model = model_from_config({**cfg.model, "pretrained": None}, len(class_names))
-    loaded = load_pretrained(model, ckpt)
+    loaded = load_pretrained(model, name if ckpt is None else ckpt)
     if loaded.missing or loaded.unexpected or loaded.mismatched or loaded.dropped:
         raise CheckpointError(f"{cfg.checkpoint} does not fit model={cfg.model.name} with {len(class_names)} classes "
                               f"({class_source}): {loaded.summary()}. Fix: the model=<name> those weights were "
