@@ -114,7 +114,7 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path, tiny_ov
     run_app("train.py", args + [f"hydra.run.dir={tmp_path / 'straight'}"], tmp_path)
 
     run_dir = tmp_path / "killed"
-    kill_after = random.Random().randint(2, 27)  # of 30 steps
+    kill_after = random.Random().randint(2, 24)  # of 30 steps; the polling below may lag a few steps behind
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={run_dir}"], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     last = run_dir / "checkpoints" / "last.pt"
@@ -128,7 +128,8 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path, tiny_ov
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     state = torch.load(last, weights_only=True)  # loads: not corrupted
-    assert kill_after <= state["step"] < 30, f"killed after step {state['step']} (wanted >= {kill_after})"
+    # step 30 is a kill during the final evaluation: resume must still finish it
+    assert kill_after <= state["step"] <= 30, f"killed after step {state['step']} (wanted >= {kill_after})"
 
     run_app("train.py", args + [f"hydra.run.dir={run_dir}", "trainer.resume=auto"], tmp_path)
     a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)

@@ -177,10 +177,12 @@ def _yaml(path: Path) -> dict:
 
 
 def test_primary_configs_hold_no_values():
-    """train/eval/scan.yaml: the defaults list and Hydra's settings only (values live in the schema)."""
+    """train/eval/scan.yaml: the defaults list and Hydra's settings only (values live in the schema);
+    beside them the data and experiment presets and Hydra's own groups (the SLURM launcher preset)."""
     for name in ("train", "eval", "scan"):
         assert set(_yaml(ROOT / "conf" / f"{name}.yaml")) <= {"defaults", "hydra"}, name
-    assert sorted(p.name for p in (ROOT / "conf").iterdir() if p.is_dir()) == ["data", "experiment"]
+    assert sorted(p.name for p in (ROOT / "conf").iterdir() if p.is_dir()) == ["data", "experiment", "hydra"]
+    assert sorted(p.name for p in (ROOT / "conf" / "hydra").rglob("*") if p.is_file()) == ["slurm.yaml"]
 
 
 def test_variant_yamls_set_only_what_differs_from_their_base():

@@ -221,7 +221,7 @@ with av.open({str(tmp_path / "out.webm")!r}, "w") as c:
 def test_pyav_fallback_when_decord_fails(video_dir, monkeypatch):
     from video_sparse.data import decode
 
-    def broken(path, choose):
+    def broken(path, choose, short_side=None):
         raise RuntimeError("decord cannot read this")
 
     monkeypatch.setitem(decode.BACKENDS, "decord", broken)
@@ -311,7 +311,7 @@ def test_frame_cache_gives_the_same_samples_and_decodes_once(video_dir, train, m
     cached = _cached_dataset(video_dir, names, train, views=1 if train else 2, **kw)
     calls = []
     real = dataset_module.read_frames
-    monkeypatch.setattr(dataset_module, "read_frames", lambda *a: calls.append(a[0]) or real(*a))
+    monkeypatch.setattr(dataset_module, "read_frames", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
     for epoch in range(3):
         plain.set_epoch(epoch)
         cached.set_epoch(epoch)

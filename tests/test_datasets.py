@@ -26,9 +26,9 @@ FRAMES, SIZE = 8, 32
 
 @pytest.fixture(autouse=True)
 def fresh_missing_reports(monkeypatch):
-    """Missing videos are reported once per process; each test starts with none reported."""
+    """Missing and duplicate videos are reported once per process; each test starts with none reported."""
     from video_sparse.data import annotations
-    monkeypatch.setattr(annotations, "_REPORTED_MISSING", set())
+    monkeypatch.setattr(annotations, "_REPORTED", set())
 
 
 def write_video(path, num_frames=FRAMES, gray_step=None):
@@ -271,6 +271,104 @@ def test_path_label_lists_with_ids_names_commas_and_spaces(tmp_path):
     assert annotation_class_names(tmp_path / "names.csv") == ["playing guitar", "zumba"]
 
 
+MOTION_LIKE = ["moving left", "moving right", "left", "zoom in"]
+
+
+def test_space_separated_lists_with_multi_word_class_names(tmp_path):
+    """Paths and class names may both hold spaces: the label is the longest ending that is a class
+    name, preferring a split whose video exists."""
+    for name in ("moving left/a.mp4", "moving left/b c.mp4", "x moving/left.mp4", "zoom in.mp4"):
+        write_video(tmp_path / "videos" / name)
+    (tmp_path / "list.txt").write_text("videos/moving left/a.mp4 moving left\n"
+                                       "videos/moving left/b c.mp4   moving right\n"
+                                       "videos/x moving/left.mp4 left\n"   # "moving/left.mp4 left" is no class
+                                       "videos/zoom in.mp4 zoom in\n"
+                                       "videos/moving left/a.mp4 3\n"      # an id: the last word
+                                       "videos/gone b.mp4 moving left\n")  # missing: the longest class name
+    records, missing = load_annotation(tmp_path / "list.txt", tmp_path, MOTION_LIKE)
+    assert [(r.path[len(str(tmp_path)) + 1:], r.label) for r in records] == [
+        ("videos/moving left/a.mp4", 0), ("videos/moving left/b c.mp4", 1), ("videos/x moving/left.mp4", 2),
+        ("videos/zoom in.mp4", 3)]  # line 5 repeats line 1's video (reported as a duplicate)
+    assert missing == ["videos/gone b.mp4"]
+    # A class "left" as well as "moving left": the split whose video exists wins.
+    (tmp_path / "both.txt").write_text("videos/x moving/left.mp4 left\nvideos/moving left/a.mp4 moving left\n")
+    records, _ = load_annotation(tmp_path / "both.txt", tmp_path, MOTION_LIKE)
+    assert [r.label for r in records] == [2, 0]
+    # An unknown multi-word label is named whole (the path before it exists).
+    (tmp_path / "bad.txt").write_text("videos/moving left/a.mp4 moving sideways\n")
+    with pytest.raises(AnnotationError, match=r"bad.txt:1: unknown label 'moving sideways'"):
+        load_annotation(tmp_path / "bad.txt", tmp_path, MOTION_LIKE)
+    # Without the disk, the longest class name.
+    from video_sparse.data.annotations import read_path_label_list
+    assert [(Path(r.path).name, r.label) for r in read_path_label_list(tmp_path / "list.txt", None, MOTION_LIKE)][:2] \
+        == [("a.mp4", 0), ("b c.mp4", 1)]
+
+
+def test_training_and_evaluation_data_with_multi_word_labels(tmp_path):
+    classes = ["moving left", "moving right"]
+    for i in range(4):
+        write_video(tmp_path / "videos" / classes[i % 2] / f"clip {i}.mp4")
+    (tmp_path / "classes.txt").write_text("\n".join(classes) + "\n")
+    lines = "".join(f"videos/{classes[i % 2]}/clip {i}.mp4 {classes[i % 2]}\n" for i in range(4))
+    (tmp_path / "train.txt").write_text(lines)
+    (tmp_path / "val.txt").write_text(lines)
+    cfg = compose("train", ["data=list", f"data.root={tmp_path}", "data.train_ann=train.txt", "data.val_ann=val.txt",
+                            "data.labels=classes.txt", "data.frames=4", "data.size=32", "data.short_side=32",
+                            "model=c2d_small", "logger.mode=disabled"])
+    data_cfg, info = resolve_data(cfg.data)
+    for split in ("train", "val"):
+        ds = build_dataset(data_cfg, split, info=info)
+        assert [r.label for r in ds.records] == [0, 1, 0, 1] and ds.missing == []
+        sample = ds[1]
+        assert sample["video"].shape[-2:] == (32, 32) and int(sample["label"]) == 1
+
+
+def test_duplicate_videos_are_reported_and_used_once(kinetics, tmp_path, caplog):
+    (tmp_path / "classes.txt").write_text("a\nb\n")
+    for name in ("x.mp4", "y.mp4", "z.mp4"):
+        write_video(tmp_path / name)
+    (tmp_path / "list.txt").write_text("x.mp4 0\ny.mp4 1\nx.mp4 0\n./y.mp4 0\nz.mp4 1\nx.mp4 1\ngone.mp4 0\n"
+                                       "gone.mp4 0\n")
+    with caplog.at_level(logging.WARNING, logger="video_sparse.data.annotations"):
+        records, missing = load_annotation(tmp_path / "list.txt", tmp_path, ["a", "b"])
+    assert [(Path(r.path).name, r.label) for r in records] == [("x.mp4", 0), ("y.mp4", 1), ("z.mp4", 1)]
+    assert missing == ["gone.mp4"]
+    dup, gone = [r.getMessage() for r in caplog.records]
+    assert dup.startswith(f"4 entries of {tmp_path / 'list.txt'} list a video already listed")
+    assert "2 of them give another label" in dup
+    assert "x.mp4 (line 3 repeats line 1), ./y.mp4 (line 4 repeats line 2), x.mp4 (line 6 repeats line 1), ..." in dup
+    assert gone.startswith("1 of 4 videos")  # each video counted once
+    # Kinetics CSV: the same clip twice.
+    csv_file = write_csv(tmp_path / "k.csv", HEADER, [(*K_VAL[0], "val"), (*K_VAL[1], "val"), (*K_VAL[0], "val")])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="video_sparse.data.annotations"):
+        records, _ = load_annotation(csv_file, kinetics / "flat", K_CLASSES)
+    assert len(records) == 2 and "k.csv" in caplog.records[0].getMessage()
+
+
+def test_confine_to_root_refuses_videos_outside_the_root(tmp_path):
+    root = tmp_path / "root"
+    write_video(root / "in.mp4")
+    write_video(tmp_path / "out.mp4")
+    (root / "sub").mkdir()
+    (root / "link").symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / "classes.txt").write_text("a\n")
+    for name, line in [("up.txt", "../out.mp4 0"), ("abs.txt", f"{tmp_path / 'out.mp4'} 0"),
+                       ("sneaky.txt", "sub/../../out.mp4 0")]:
+        (tmp_path / name).write_text(f"in.mp4 0\n{line}\n")
+        assert len(load_annotation(tmp_path / name, root, ["a"])[0]) == 2  # allowed by default
+        with pytest.raises(AnnotationError, match=rf"{name}:2: video .*out.mp4' lies outside the dataset root "
+                                                  rf"{root}.*Fix: .*data.confine_to_root=false"):
+            load_annotation(tmp_path / name, root, ["a"], confine=True)
+    (tmp_path / "inside.txt").write_text(f"in.mp4 0\n{root / 'in.mp4'} 0\nlink/out.mp4 0\n")
+    assert len(load_annotation(tmp_path / "inside.txt", root, ["a"], confine=True)[0]) == 2  # a symlink is inside
+    cfg = compose("train", ["data=list", f"data.root={root}", f"data.train_ann={tmp_path}/up.txt",
+                            f"data.val_ann={tmp_path}/up.txt", f"data.labels={tmp_path}/classes.txt",
+                            "data.confine_to_root=true", "model=c2d_small", "logger.mode=disabled"])
+    with pytest.raises(AnnotationError, match="up.txt:2: .*lies outside"):
+        build_dataset(cfg.data, "train")
+
+
 def test_list_without_class_names_needs_labels_file(tmp_path):
     (tmp_path / "ids.txt").write_text("a.mp4 0\n")
     with pytest.raises(AnnotationError, match="labels are class ids.*Fix: data.labels="):
@@ -409,6 +507,9 @@ def test_malformed_annotations_raise_one_clear_error(tmp_path, name, content, pa
     ('{"Pushing": "0",', ["labels.json:1:", "invalid JSON"]),
     ("", ["labels.json: empty file"]),
     ('"Pushing"', ["expected a JSON object (class name -> id) or a list of class names"]),
+    ('["a",\n "b",\n "a"]', ["labels.json: class name 'a' is listed 2 times, on lines 1, 3", "Fix:"]),
+    ('{"a": "0",\n "b": "1",\n "a": "2"}', ["labels.json: class name 'a' is listed 2 times, on lines 1, 3"]),
+    ('{"\\"a\\"": 0,\n "a": 1}', ["class name 'a' is listed 2 times, on lines 1, 2"]),
 ])
 def test_malformed_labels_json(tmp_path, content, parts):
     (tmp_path / "labels.json").write_text(content)
@@ -416,6 +517,13 @@ def test_malformed_labels_json(tmp_path, content, parts):
         read_class_names(tmp_path / "labels.json")
     for part in parts:
         assert part in str(e.value)
+
+
+def test_duplicate_class_name_in_a_labels_file(tmp_path):
+    (tmp_path / "classes.txt").write_text("zumba\nabseiling\n\nyoga\nzumba\nyoga\n")
+    with pytest.raises(AnnotationError, match=r"classes.txt: class name 'zumba' is listed 2 times, on lines 1, 5 "
+                                              r"\(1 more class names are repeated too\)\. Fix: keep one entry"):
+        read_class_names(tmp_path / "classes.txt")
 
 
 @pytest.mark.parametrize("override,message", [
@@ -582,6 +690,15 @@ def test_train_on_ssv2_then_predict_test_json(ssv2, tiny_overrides, tmp_path, ca
     assert [r["path"].rsplit("/", 1)[1] for r in rows] == ["301.webm", "302.webm"]
     assert all(r["label"] == "-1" and r["top1_name"] in SSV2_LABELS for r in rows)
 
+    # a file that is not there and one that is no video are named as such, not classified
+    (tmp_path / "notes.mp4").write_text("not a video")
+    evaluate_checkpoint(compose("eval", [f"checkpoint={run_dir}/checkpoints/best.pt",
+                                         f"predict=[{tmp_path}/gone.mp4,{tmp_path}/notes.mp4]", "logger.mode=disabled",
+                                         "trainer.device=cpu", "trainer.num_workers=0"]), pred_dir)
+    out = capsys.readouterr().out
+    assert f"{tmp_path}/gone.mp4\n    (not classified: file not found)" in out
+    assert f"{tmp_path}/notes.mp4\n    (not classified: no decoder can read it)" in out
+
 
 # ============================================================================= experiment presets
 def test_sifa_k400_preset_is_the_official_recipe_and_runs(kinetics, tmp_path):
@@ -666,6 +783,36 @@ def test_scan_command_exit_status(tmp_path):
     assert ok.returncode == 0, ok.stderr
     bad = subprocess.run(base + [f"data.train_ann={tmp_path}/bad.txt"], capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode == 1 and "missing" in bad.stdout and (tmp_path / "run" / "scan_report.csv").is_file()
+
+
+def test_scan_checks_labelled_and_unlabelled_test_lists(tmp_path):
+    from video_sparse.apps.scan import scan
+    v = tmp_path / "videos"
+    write_video(v / "good.mp4")
+    write_video(v / "moving left" / "x.mp4")
+    (tmp_path / "classes.txt").write_text("a\nmoving left\n")
+    (tmp_path / "train.txt").write_text("good.mp4 0\n")
+    (tmp_path / "labelled.txt").write_text("good.mp4 a\nmoving left/x.mp4 moving left\ngone.mp4 1\n")
+    (tmp_path / "unlabelled.txt").write_text("good.mp4 -1\nmoving left/x.mp4 -1\n")
+    (tmp_path / "wrong.txt").write_text("good.mp4 zumba\n")
+    base = ["data=list", f"data.root={v}", f"data.train_ann={tmp_path}/train.txt",
+            f"data.labels={tmp_path}/classes.txt", "data.frames=4", "workers=1"]
+    counts = scan(compose("scan", base + [f"data.test_ann={tmp_path}/labelled.txt"]), tmp_path)
+    assert counts == {"train": {"ok": 1, "short": 0, "missing": 0, "unreadable": 0},
+                      "test": {"ok": 2, "short": 0, "missing": 1, "unreadable": 0}}
+    counts = scan(compose("scan", base + [f"data.test_ann={tmp_path}/unlabelled.txt", "splits=[test]"]), tmp_path)
+    assert counts == {"test": {"ok": 2, "short": 0, "missing": 0, "unreadable": 0}}
+    with pytest.raises(AnnotationError, match=r"wrong.txt:1: unknown label 'zumba'"):  # labels given are checked
+        scan(compose("scan", base + [f"data.test_ann={tmp_path}/wrong.txt", "splits=[test]"]), tmp_path)
+
+
+def test_scan_checks_an_official_kinetics_test_csv_without_labels(kinetics, tmp_path):
+    from video_sparse.apps.scan import scan
+    ann = kinetics / "annotations"
+    cfg = compose("scan", ["data=kinetics400", f"data.root={kinetics / 'flat'}", f"data.train_ann={ann}/train.csv",
+                           f"data.val_ann={ann}/validate.csv", f"data.test_ann={ann}/test.csv", "data.num_classes=4",
+                           "data.frames=4", "data.interval=2", "splits=[test]", "workers=2"])
+    assert scan(cfg, tmp_path) == {"test": {"ok": 2, "short": 0, "missing": 0, "unreadable": 0}}
 
 
 def test_decoder_messages_about_unreadable_files_stay_off_the_console(tmp_path):

@@ -215,3 +215,56 @@ def test_labels_are_balanced():
 def test_odd_sizes_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="even"):
         prepare_motion_dataset(MotionSetSpec(height=63), tmp_path)
+
+
+# Generates one tiny set once every process of the test has started (a barrier on files), like the
+# jobs of a sweep started together on a cold cache. argv: cache dir, this process's id, process
+# count, "flock" or "none" (a file system without flock: only the rename fallback protects).
+GENERATE_TOGETHER = """
+import contextlib, sys, time
+from pathlib import Path
+from video_sparse.data import motion
+cache, me, count, lock = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+if lock == "none":
+    motion._generation_lock = lambda cache, key: contextlib.nullcontext()
+(cache.parent / f"ready-{me}").touch()
+while len(list(cache.parent.glob("ready-*"))) < count:
+    time.sleep(0.01)
+spec = motion.MotionSetSpec(train_size=12, val_size=6, frames=8, height=32, width=32, seed=5)
+print(motion.prepare_motion_dataset(spec, cache, workers=1, progress=False))
+"""
+
+
+@pytest.mark.parametrize("lock", ["flock", "none"])
+def test_concurrent_generation_of_one_set_leaves_one_copy(tmp_path, lock):
+    import subprocess
+    import sys
+    cache = tmp_path / "cache"
+    procs = [subprocess.Popen([sys.executable, "-c", GENERATE_TOGETHER, str(cache), str(i), "2", lock],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    (folder,) = {out.strip() for out, _ in outs}
+    key = MotionSetSpec(train_size=12, val_size=6, frames=8, height=32, width=32, seed=5).key()
+    expected = [key, f"{key}.lock"] if lock == "flock" else [key]
+    assert sorted(p.name for p in cache.iterdir()) == expected  # no temporary folder left
+    assert folder == str(cache / key)
+    assert len((cache / key / "train.txt").read_text().splitlines()) == 12
+    assert len(list((cache / key / "train").iterdir())) == 12
+
+
+def test_install_keeps_the_copy_another_process_finished(tmp_path):
+    import shutil
+    from video_sparse.data.motion import _install
+    spec = MotionSetSpec(train_size=10, val_size=2, frames=4, height=16, width=16)
+    folder = prepare_motion_dataset(spec, tmp_path, workers=1, progress=False)
+    tmp = tmp_path / ".copy"
+    shutil.copytree(folder, tmp)
+    _install(tmp, folder, spec)
+    assert not tmp.exists() and json.loads((folder / "manifest.json").read_text())["spec"]["seed"] == 0
+    # An incomplete folder in the way is not taken for a finished set.
+    (folder / "manifest.json").unlink()
+    shutil.copytree(tmp_path / spec.key(), tmp)
+    with pytest.raises(OSError):
+        _install(tmp, folder, spec)

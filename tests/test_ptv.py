@@ -152,6 +152,12 @@ def test_slowfast_pathways_are_evenly_spaced_frames():
     x = torch.arange(32.0).view(1, 1, 32, 1, 1)
     slow, fast = slowfast_pathways(x, 4)
     assert slow.flatten().tolist() == [0, 4, 8, 13, 17, 22, 26, 31] and torch.equal(fast, x)
+    # pytorchvideo's PackPathway indices (torch.linspace(...).long()) at every clip length
+    for alpha in (2, 4, 8):
+        for T in range(alpha, 1025):
+            x = torch.arange(float(T)).view(1, 1, T, 1, 1)
+            expected = torch.linspace(0, T - 1, T // alpha).long()
+            assert torch.equal(slowfast_pathways(x, alpha)[0].flatten().long(), expected), (alpha, T)
 
 
 def test_nothing_imports_pytorchvideo_transforms():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -150,10 +151,44 @@ def check_eval(cfg: DictConfig) -> None:
                               "Fix: +experiment=ptv_<model>_k400 (or model=<name> data=kinetics400)")
     elif not os.path.isfile(str(cfg.checkpoint)):
         raise ConfigError(f"checkpoint: file not found: {cfg.checkpoint}. Fix: checkpoint=/path/to/best.pt")
+    exported = str(cfg.checkpoint).endswith((".onnx", ".pt2"))
+    if cfg.runtime == "onnxruntime" and not str(cfg.checkpoint).endswith(".onnx"):
+        raise ConfigError(f"runtime=onnxruntime runs an exported .onnx file, not {cfg.checkpoint}. Fix: python -m "
+                          f"video_sparse.export checkpoint={cfg.checkpoint}, then eval.py checkpoint=<that .onnx>")
+    if exported and (cfg.model is not None or "name" in cfg.data):
+        raise ConfigError(f"{cfg.checkpoint} is an exported model: it brings its model and classes (and its run's "
+                          "data config). Fix: leave model and data unset (data.root=... and data.val_ann=... may "
+                          "point elsewhere)")
+    if cfg.runtime == "torch" and str(cfg.checkpoint).endswith(".onnx"):
+        raise ConfigError(f"runtime=torch cannot run the ONNX file {cfg.checkpoint}. Fix: runtime=auto (onnxruntime), "
+                          "or the training checkpoint it was exported from")
+    if exported and cfg.weights != "auto":
+        raise ConfigError(f"weights={cfg.weights}: {cfg.checkpoint} holds the weights it was exported with. "
+                          "Fix: weights=auto")
     predict = cfg.predict
     for p in [predict] if isinstance(predict, str) else (predict or []):
         if not os.path.isfile(str(p)):
             raise ConfigError(f"predict: video not found: {p}. Fix: predict='[a.mp4,b.webm]' with existing files")
+
+
+def check_export(cfg: DictConfig) -> None:
+    """Everything ``python -m video_sparse.export`` reads before it opens the checkpoint."""
+    check_options(cfg, "", OmegaConf.get_type(cfg))
+    if cfg.model is not None:
+        check_model(cfg)
+    if "name" in cfg.data:
+        check_data(cfg, need_train=False)
+    else:
+        check_options(cfg.data, "data", OmegaConf.get_type(cfg.data))
+    if cfg.checkpoint is None and cfg.model is None:
+        raise ConfigError("nothing to export. Fix: checkpoint=outputs/<run>/checkpoints/best.pt, or model=<name> "
+                          "(a registered model, with model.pretrained=<weights> if any)")
+    if cfg.checkpoint is not None and not str(cfg.checkpoint).startswith(PYTORCHVIDEO_PREFIX) \
+            and not os.path.isfile(str(cfg.checkpoint)):
+        raise ConfigError(f"checkpoint: file not found: {cfg.checkpoint}. Fix: checkpoint=/path/to/best.pt")
+    if cfg.output is not None and not str(cfg.output).endswith(f".{cfg.format}"):
+        raise ConfigError(f"output={cfg.output} does not end in .{cfg.format} (format={cfg.format}). "
+                          f"Fix: output={Path(str(cfg.output)).with_suffix('.' + cfg.format)}")
 
 
 def check_scan(cfg: DictConfig) -> None:

@@ -38,6 +38,8 @@ class DataConfig:
     test_ann: Optional[str] = option(None, "test annotation with labels: train.py's final evaluation runs on it "
                                      "when set (else on val_ann); eval.py split=test")
     labels: Optional[str] = option(MISSING, "class-name file (one per line, in id order) or SSv2's labels.json")
+    confine_to_root: bool = option(False, "refuse annotation entries whose video lies outside root (an absolute "
+                                   "path elsewhere, or ../)")
     sampling: str = option("uniform", "uniform: frames spread evenly over the video | segment: one per equal "
                            "segment (SSv2) | dense: frames x interval from a start (Kinetics)", choices=SAMPLINGS)
     frames: int = option(8, "frames per clip", ge=1)
@@ -149,6 +151,9 @@ class RuntimeConfig:
     num_workers: int = option(2, "DataLoader worker processes per process (decoding runs there)", ge=0)
     device: str = option("auto", "auto | cpu | cuda | cuda:N")
     amp: str = option("off", "mixed precision: off | bf16 | fp16", choices=("off", "bf16", "fp16"))
+    loader_timeout: float = option(1800.0, "seconds a batch may take to arrive from the DataLoader workers before the "
+                                   "run stops with an error (0: no limit; one hung video times out sooner, as an "
+                                   "unreadable one)", ge=0)
 
 
 @dataclass
@@ -181,6 +186,10 @@ class TrainerConfig(RuntimeConfig):
     resume: Optional[str] = option("auto", "auto (continue from checkpoints/last.pt of this run dir) | none | a "
                                    "checkpoint path")
     save_every_steps: int = option(0, "also write last.pt every N optimiser steps inside an epoch (0: off)", ge=0)
+    preempt_signals: List[str] = option(["SIGTERM", "SIGUSR1", "SIGUSR2"], "signals that mean preemption (SLURM, "
+                                        "torchrun, submitit): finish the step, write last.pt there, exit; the same "
+                                        "command continues", choices=("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT",
+                                                                      "SIGHUP", "SIGQUIT", "SIGXCPU"))
     keep_epochs: int = option(0, "keep checkpoints/epoch_NNN.pt of the last K epochs besides last.pt and best.pt",
                               ge=0)
 
@@ -250,11 +259,35 @@ class EvalConfig:
     predict_topk: int = option(5, "classes printed per predicted video", ge=1)
     weights: str = option("auto", "auto (the EMA weights when the run kept an EMA; a weights file's own) | ema | model",
                           choices=("auto", "ema", "model"))
+    runtime: str = option("auto", "what runs the model: auto (onnxruntime for an exported .onnx checkpoint, else "
+                          "PyTorch) | torch | onnxruntime", choices=("auto", "torch", "onnxruntime"))
     data: Any = MISSING
     model: Any = option(None, "model=<name> for a weights file (a training checkpoint brings its own)")
     trainer: RuntimeConfig = field(default_factory=lambda: RuntimeConfig(batch_size=8, num_workers=1))
     test: TestConfig = field(default_factory=TestConfig)
     logger: Any = MISSING
+
+
+@dataclass
+class ExportConfig:
+    """``python -m video_sparse.export checkpoint=... format=onnx|pt2``: write a model as ONNX or as
+    a ``torch.export`` program (any batch size and clip length), then check it against PyTorch."""
+
+    checkpoint: Optional[str] = option(None, "a train.py checkpoint, or a weights file with model= and data= (null: "
+                                       "model=<name> with its initial or model.pretrained weights)")
+    format: str = option("onnx", "onnx (onnxruntime, TensorRT, ...) | pt2 (a torch.export program)",
+                         choices=("onnx", "pt2"))
+    output: Optional[str] = option(None, "the file to write (null: <model name>.<format> in the run directory)")
+    frames: Optional[int] = option(None, "frames of the example clip (null: data.frames; the file takes any clip "
+                                   "length >= 2)", ge=2)
+    size: Optional[int] = option(None, "frame size, fixed in the file (null: data.size)", ge=8)
+    weights: str = option("auto", "auto (the EMA weights when the run kept an EMA) | ema | model",
+                          choices=("auto", "ema", "model"))
+    opset: int = option(18, "ONNX opset", ge=17)
+    tolerance: float = option(1e-4, "largest relative error of the exported logits against PyTorch on a random "
+                              "clip (fp32), checked after writing", gt=0)
+    data: Any = MISSING
+    model: Any = option(None, "model=<name>: a registered model (with checkpoint: the model of a weights file)")
 
 
 @dataclass
@@ -269,7 +302,7 @@ class ScanConfig:
     report: str = option("scan_report.csv", "written in the run directory")
 
 
-APPS = {"train": TrainConfig, "eval": EvalConfig, "scan": ScanConfig}
+APPS = {"train": TrainConfig, "eval": EvalConfig, "scan": ScanConfig, "export": ExportConfig}
 GROUPS = {"data": {"list": DataConfig, "motion": MotionDataConfig, "run": DataOverrides},
           "optim": {"sgd": SGDConfig, "adamw": AdamWConfig},
           "sched": {"cosine": CosineScheduleConfig}, "logger": {"wandb": LoggerConfig}}

@@ -4,7 +4,6 @@ on ``data=<dataset>``) with ``test.clips`` x ``test.crops`` views, or classify f
 ``torchrun`` every rank evaluates its shard and rank 0 reports the gathered whole."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -47,8 +46,8 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     if cfg.predict is not None:
         paths = [cfg.predict] if isinstance(cfg.predict, str) else list(cfg.predict)
         dataset = build_predict_dataset(data_cfg, paths, clips=clips, crops=crops)
-        result = predict(model, data_loader(dataset, rt.batch_size, rt.num_workers, device), device, rt.amp,
-                         desc="predict", progress=world.is_main)
+        loader = data_loader(dataset, rt.batch_size, rt.num_workers, device, timeout=rt.loader_timeout)
+        result = predict(model, loader, device, rt.amp, desc="predict", progress=world.is_main)
         if world.is_main:
             write_predictions(run_dir / "predictions.csv", result["paths"], result["probs"].nan_to_num(0.0),
                               result["labels"], class_names, topk=cfg.predict_topk)
@@ -59,14 +58,13 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
         data_cfg, info = resolve_data(data_cfg, class_names=class_names, class_source=class_source,
                                       progress=world.is_main)
     dataset = build_dataset(data_cfg, cfg.split, clips=clips, crops=crops, info=info)
-    result = predict(model, data_loader(dataset, rt.batch_size, rt.num_workers, device), device, rt.amp,
-                     desc=f"eval {cfg.split}", strict=cfg.test.strict, progress=world.is_main)
+    loader = data_loader(dataset, rt.batch_size, rt.num_workers, device, timeout=rt.loader_timeout)
+    result = predict(model, loader, device, rt.amp, desc=f"eval {cfg.split}", strict=cfg.test.strict,
+                     progress=world.is_main)
     if not world.is_main:
         return {}
     metrics = report(result, class_names, run_dir, views={"clips": clips, "crops": crops}, split=cfg.split,
-                     pairs=info.pairs)
-    metrics["weights"] = weights
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+                     pairs=info.pairs, extra={"weights": weights})
     with Tracker(cfg.logger.mode, cfg.logger.project, run_dir, OmegaConf.to_container(cfg, resolve=True),
                  name=cfg.logger.name, run_id=cfg.logger.id) as tracker:
         tracker.summary({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
@@ -77,6 +75,24 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
           f"{len(dataset)} videos, {world.size} process(es)\n{_summary_table(metrics)}")
     print(f"report: {run_dir.resolve()}")
     return metrics
+
+
+def _load_exported(cfg: DictConfig) -> "Evaluated":
+    """A file of ``python -m video_sparse.export``: onnxruntime (.onnx) or the torch.export program
+    (.pt2), with the class names and data config it stored."""
+    import json
+
+    from ..engine.checkpoint import CheckpointError
+    from ..engine.export import ExportedModel
+
+    model = ExportedModel(cfg.checkpoint, cfg.trainer.device)
+    if "class_names" not in model.metadata or "data" not in model.metadata:
+        raise CheckpointError(f"{cfg.checkpoint}: not written by video_sparse.export (no class names or data config "
+                              "in it). Fix: python -m video_sparse.export checkpoint=<the train.py checkpoint>")
+    meta = {k: json.loads(v) for k, v in model.metadata.items()}
+    data_cfg = checkpoint_data_config(meta["data"], cfg.data)
+    return Evaluated(model, data_cfg, meta["class_names"], f"the exported {cfg.checkpoint}",
+                     f"{meta.get('weights', '?')} ({model.format})")
 
 
 class Evaluated(NamedTuple):
@@ -103,6 +119,8 @@ def load_evaluated(cfg: DictConfig) -> Evaluated:
     from ..models.weights import PYTORCHVIDEO_PREFIX
 
     name = str(cfg.checkpoint)
+    if name.endswith((".onnx", ".pt2")):
+        return _load_exported(cfg)
     # pytorchvideo:<hub name> is downloaded by load_pretrained below
     ckpt = None if name.startswith(PYTORCHVIDEO_PREFIX) else load_checkpoint(name)
     own_data = OmegaConf.get_type(cfg.data) is not DataOverrides
@@ -150,8 +168,9 @@ def _predict_table(paths, probs, class_names, k) -> str:
     values, indices = probs.topk(min(k, probs.shape[1]), dim=1)
     for p, val, idx, ok in zip(paths, values.tolist(), indices.tolist(), (~probs.isnan().any(1)).tolist()):
         lines.append(p)
-        if not ok:
-            lines.append("    (unreadable video)")
+        if not ok:  # not classified: say why, the warnings above give the decoder's error
+            lines.append("    (not classified: file not found)" if not Path(p).is_file() else
+                         "    (not classified: no decoder can read it)")
             continue
         lines += [f"    {v:7.2%}  {class_names[i]}" for v, i in zip(val, idx)]
     return "\n".join(lines)

@@ -19,7 +19,8 @@ from ..options import default_of, text
 from . import config as schema
 from .launch import CONF_DIR
 
-USAGE = {"train": "python train.py", "eval": "python eval.py", "scan": "python -m video_sparse.data.scan"}
+USAGE = {"train": "python train.py", "eval": "python eval.py", "scan": "python -m video_sparse.data.scan",
+         "export": "python -m video_sparse.export"}
 
 
 def _fields(node: Any) -> list[dataclasses.Field]:
@@ -97,7 +98,8 @@ def reference() -> str:
            "Generated from the schema (`video_sparse/apps/config.py`, `video_sparse/models/specs.py`, "
            "`video_sparse/models/zoo.py`) by `python -m video_sparse.apps.help > docs/config.md`; a test keeps it "
            "current. `python train.py [overrides] --help` prints the same for a composed config.", ""]
-    sections = [("train.py", schema.TrainConfig), ("eval.py", schema.EvalConfig), ("scan", schema.ScanConfig)]
+    sections = [("train.py", schema.TrainConfig), ("eval.py", schema.EvalConfig), ("scan", schema.ScanConfig),
+                ("export", schema.ExportConfig)]
     for title, app in sections:
         out += [f"## {title}", "", _md(app.__doc__), ""]
         own = [f for f in dataclasses.fields(app) if f.metadata]

@@ -142,10 +142,11 @@ def run_task(task: Callable[[DictConfig, Path], Any], check: Callable[[DictConfi
     distributed group of a torchrun / submitit job; a :class:`UserError` ends in :func:`fail`."""
     try:
         check(cfg)
-        from ..engine.distributed import init_distributed  # imports torch: after the checks
-        init_distributed(cfg.trainer.device if "trainer" in cfg else "auto")  # joins a multi-task submitit job
+        from ..engine.distributed import failures_end_every_rank, init_distributed  # imports torch: after the checks
+        world = init_distributed(cfg.trainer.device if "trainer" in cfg else "auto")  # joins a multi-task submitit job
         _quiet_other_ranks()
-        return task(cfg, Path(run_dir))
+        with failures_end_every_rank(world):
+            return task(cfg, Path(run_dir))
     except UserError as e:
         fail(str(e))
     except MissingMandatoryValue as e:

@@ -1,7 +1,8 @@
 """``python -m video_sparse.data.scan data=<dataset> data.root=...``: check a dataset before a run.
 
 Every video of the annotation lists is opened and its first, middle and last frames decoded
-(decord, PyAV fallback) in parallel processes. Written to ``scan_report.csv`` in the run
+(decord, PyAV fallback) in parallel processes; a video whose decoder kills its process is reported
+as unreadable. A test list may be unlabelled; labels are checked where given. Written to ``scan_report.csv`` in the run
 directory: one row per video that is missing, unreadable, or shorter than one clip
 (``data.frames`` x ``data.interval`` frames for dense sampling, ``data.frames`` otherwise; such
 videos loop or repeat frames). A summary table is printed; the exit status is 1 when any video is
@@ -34,8 +35,11 @@ def scan(cfg: DictConfig, out_dir: Path) -> dict:
         ann = data.get(f"{split}_ann")  # None when unset or ???
         if ann is None:
             continue
-        records, missing[split] = load_annotation(under_root(data, ann), data.root, info.class_names if split != "test"
-                                                  else "ignored", class_source=info.class_source)
+        # A test list may be unlabelled (official Kinetics and SSv2 test files are): labels are
+        # checked where given, and an entry without one is fine.
+        records, missing[split] = load_annotation(under_root(data, ann), data.root, info.class_names,
+                                                  labels="optional" if split == "test" else "required",
+                                                  class_source=info.class_source, confine=data.confine_to_root)
         videos[split] = [r.path for r in records]
     if not videos:
         raise ConfigError(f"none of the splits {list(cfg.splits)} has an annotation file set. "

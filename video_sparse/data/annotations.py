@@ -11,7 +11,9 @@ style is recognised from the file itself, so every dataset accepts every style:
   as is, or with spaces replaced by underscores).
 * **path-label list**: one video per line, the label last, separated by whitespace or by a comma
   (``path,label_name`` CSVs, optional ``path,label`` header). Paths may contain spaces. The label is
-  a class id (an integer) or a class name; ``-1`` means unlabelled.
+  a class id (an integer) or a class name; ``-1`` means unlabelled. A space-separated line whose
+  label is a class name of several words (``videos/moving left/x.mp4 moving left``) takes the
+  longest ending that is a class name (preferring a split whose video exists).
 * **SSv2 JSON** (official): a list of ``{"id", "label", "template", "placeholders"}``. The class is
   the template without its ``[`` ``]``; the video is ``{id}.webm`` (or ``.mp4``). ``test.json``
   (only ``id``) is unlabelled.
@@ -21,7 +23,9 @@ for Kinetics, from :func:`annotation_class_names` (the sorted label names of the
 class ids are the same in every split.
 
 Every malformed input raises :class:`AnnotationError` with one message that names the file (and
-line or entry) and the fix. Videos listed but missing on disk are skipped and reported once.
+line or entry) and the fix; so does a class name listed twice. Videos listed but missing on disk are
+skipped and reported once, and so are videos listed twice (each is used once, with its first label).
+With ``confine=True`` (``data.confine_to_root``) a video outside the dataset root is refused.
 """
 from __future__ import annotations
 
@@ -32,9 +36,9 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..errors import UserError
 
@@ -49,6 +53,7 @@ ANNOTATION_SUFFIXES = (".csv", ".json", ".txt", ".lst", ".list")
 _PATH_HEADERS = {"path", "video", "video_path", "filename", "file", "name", "id", "youtube_id"}
 _LABEL_HEADERS = {"label", "label_name", "label_id", "class", "class_name", "class_id", "classname"}
 MISSING_SHOWN = 5  # missing videos named in the report
+DUPLICATES_SHOWN = 3  # duplicate entries named in the report
 
 
 # data.name -> where its class list comes from when data.labels is not set ("train_ann": the sorted
@@ -76,6 +81,9 @@ class AnnotationEntry:
     candidates: tuple[str, ...]  # where it may lie, relative to the root, in order of preference
     label: str | int | None      # class name, class id, or None when unlabelled
     where: str                   # "file:line" or "file entry N (id X)", for error messages
+    # A space-separated line with more than two fields can be split at any space: every (path,
+    # label) split, longest label first (the last one is the split above). Empty for other lines.
+    splits: tuple[tuple[str, str], ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -92,12 +100,12 @@ def _read_text(path: Path, what: str = "annotation file") -> str:
                               f"Fix: point the key to the {what} itself, not to a video or archive") from None
 
 
-def _load_json(path: Path, what: str) -> object:
+def _load_json(path: Path, what: str, object_pairs_hook=None) -> object:
     text = _read_text(path, what)
     if not text.strip():
         raise AnnotationError(f"{path}: empty file. Fix: re-download the {what} (it should hold JSON)")
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=object_pairs_hook)
     except json.JSONDecodeError as e:
         raise AnnotationError(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg}). "
                               f"Fix: re-download the {what} or repair it at that position") from None
@@ -133,24 +141,71 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
     path = Path(path)
     if path.suffix.lower() == ".json":
         return _class_names_from_json(path)
-    names = [line.strip() for line in _read_text(path, "class-name file").splitlines() if line.strip()]
-    if not names:
+    lines = [(n, line.strip()) for n, line in enumerate(_read_text(path, "class-name file").splitlines(), 1)]
+    lines = [(n, name) for n, name in lines if name]
+    if not lines:
         raise AnnotationError(f"{path}: no class names. Fix: one class name per line, in label order")
+    names = [name for _, name in lines]
+    _refuse_duplicate_classes(path, names, lambda: [n for n, _ in lines])
     return names
 
 
+def _refuse_duplicate_classes(path: Path, names: list[str], line_numbers: Callable[[], list[int] | None]) -> None:
+    """A class listed twice would have two ids, and which one a label gets would be arbitrary.
+    ``line_numbers()``: the line of each name (or None), asked only for the message."""
+    positions: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        positions.setdefault(name, []).append(i)
+    repeated = {name: at for name, at in positions.items() if len(at) > 1}
+    if not repeated:
+        return
+    name, at = next(iter(repeated.items()))
+    lines = line_numbers()
+    where = (f"lines {', '.join(str(lines[i]) for i in at)}" if lines
+             else f"entries {', '.join(str(i) for i in at)} (counting from 0)")
+    more = f" ({len(repeated) - 1} more class names are repeated too)" if len(repeated) > 1 else ""
+    raise AnnotationError(f"{path}: class name {name!r} is listed {len(at)} times, on {where}{more}. "
+                          "Fix: keep one entry per class, then check that the ids after the removed one still "
+                          "match the annotations")
+
+
+def _json_lines(path: Path, strings: list[str]) -> list[int] | None:
+    """The line of each of ``strings`` (in file order) in the JSON file ``path``, for messages;
+    None when one cannot be found (an escape written differently)."""
+    text, lines, pos = _read_text(path), [], 0
+    for string in strings:
+        found = -1
+        for token in (json.dumps(string, ensure_ascii=False), json.dumps(string)):
+            found = text.find(token, pos)
+            if found >= 0:
+                break
+        if found < 0:
+            return None
+        lines.append(text.count("\n", 0, found) + 1)
+        pos = found + len(token)
+    return lines
+
+
+class _JsonPairs(list):
+    """A JSON object as its (key, value) pairs: ``json.loads`` keeps only the last of repeated keys."""
+
+
 def _class_names_from_json(path: Path) -> list[str]:
-    data = _load_json(path, "class-name file")
-    if isinstance(data, list) and all(isinstance(n, str) for n in data):
+    data = _load_json(path, "class-name file", object_pairs_hook=_JsonPairs)
+    if isinstance(data, list) and not isinstance(data, _JsonPairs) and all(isinstance(n, str) for n in data):
         names = [n.strip() for n in data]
-    elif isinstance(data, dict):
+        _refuse_duplicate_classes(path, names, lambda: _json_lines(path, data))
+    elif isinstance(data, _JsonPairs):
         ids = {}
-        for name, value in data.items():
+        for name, value in data:
             try:
                 ids[name.strip().strip('"')] = int(value)  # kinetics_classnames.json quotes the names
             except (TypeError, ValueError):
                 raise AnnotationError(f"{path}: class {name!r} has id {value!r}, expected an integer. "
                                       "Fix: use SSv2's labels.json (class name -> id string such as \"0\")") from None
+        if len(ids) < len(data):
+            _refuse_duplicate_classes(path, [name.strip().strip('"') for name, _ in data],
+                                      lambda: _json_lines(path, [name for name, _ in data]))
         if sorted(ids.values()) != list(range(len(ids))):
             raise AnnotationError(f"{path}: class ids must be 0..{len(ids) - 1}, each once. "
                                   "Fix: use SSv2's labels.json unmodified")
@@ -244,13 +299,20 @@ def _split_path_label(line: str, comma: bool) -> tuple[str, str] | None:
     return (parts[0], parts[1]) if len(parts) == 2 else None
 
 
+def _space_splits(line: str) -> tuple[tuple[str, str], ...]:
+    """Every (path, label) split of a space-separated line at a run of whitespace, longest label
+    first: with spaces allowed in both, only the class list (or the disk) can tell which is meant."""
+    return tuple((line[:m.start()], line[m.end():]) for m in re.finditer(r"\s+", line))
+
+
 def parse_path_label_list(path: str | os.PathLike) -> list[AnnotationEntry]:
     """Entries of a ``path label`` list (whitespace- or comma-separated, ``#`` comments).
 
     The label is the last field, so paths may contain spaces. The file is comma-separated when its
     first line has a comma and does not end in a whitespace-separated integer label; a
     ``path,label`` header line is skipped. An integer label is a class id (``-1``: unlabelled),
-    anything else a class name.
+    anything else a class name. A space-separated class name may have spaces too: such lines keep
+    every split in :attr:`AnnotationEntry.splits`, and :func:`load_annotation` picks one.
     """
     path = Path(path)
     lines = [(n, line.strip()) for n, line in enumerate(_read_text(path).splitlines(), 1)]
@@ -272,7 +334,9 @@ def parse_path_label_list(path: str | os.PathLike) -> list[AnnotationEntry]:
                                   "Fix: repair or remove the line")
         video, label_text = fields
         label: str | int | None = int(label_text) if _is_int(label_text) else label_text
-        entries.append(AnnotationEntry(video, (video,), None if label == -1 else label, where))
+        splits = _space_splits(line) if not comma and isinstance(label, str) else ()
+        entries.append(AnnotationEntry(video, (video,), None if label == -1 else label, where,
+                                       splits if len(splits) > 1 else ()))
     if not entries:
         raise AnnotationError(f"{path}: no videos listed (only a header). Fix: one 'path,label' per line")
     return entries
@@ -399,31 +463,85 @@ def _class_id(entry: AnnotationEntry, index: dict[str, int] | None, num_classes:
     return index[label]
 
 
-_REPORTED_MISSING: set[tuple[str, str, int]] = set()
+def _locate(entry: AnnotationEntry, index: dict[str, int] | None,
+            find: Callable[[str], str | None] | None) -> tuple[AnnotationEntry, str | None]:
+    """The entry (with its path and label settled) and its video on disk (None when missing, or
+    when ``find`` is None: no disk access). A line split at several spaces takes the longest label
+    that is a class name and whose video exists, else any split whose video exists, else the
+    longest label that is a class name, else its last word."""
+    if not entry.splits:
+        if find is None:
+            return entry, None
+        return entry, next(filter(None, map(find, entry.candidates)), None)
+    named = [s for s in entry.splits if index is not None and s[1] in index]
+    if find is not None:
+        for video, label in named + [s for s in entry.splits if s not in named]:
+            path = find(video)
+            if path is not None:
+                return replace(entry, name=video, candidates=(video,), label=label, splits=()), path
+    video, label = named[0] if named else entry.splits[-1]
+    return replace(entry, name=video, candidates=(video,), label=label, splits=()), None
+
+
+def _refuse_outside(entry: AnnotationEntry, path: str, root: str) -> None:
+    """``data.confine_to_root``: refuse a video (``path``, the root joined with the entry's path)
+    outside the absolute ``root``: an absolute path elsewhere, or one climbing out with ``..``.
+    Lexical, not resolved, so that a symlink inside the root (a dataset on another disk) stays allowed."""
+    if os.path.commonpath([os.path.abspath(path), root]) != root:
+        raise AnnotationError(f"{entry.where}: video {entry.name!r} lies outside the dataset root {root}, and "
+                              "data.confine_to_root=true refuses it. Fix: list it by its path under data.root "
+                              "(no '..', no absolute path elsewhere), or set data.confine_to_root=false")
+
+
+_REPORTED: set[tuple] = set()  # (kind, file, root, count) of the reports already logged
+
+
+def _report_once(key: tuple, message: str, *args) -> None:
+    """Log a report about an annotation once per process (training builds the validation set
+    twice: per-epoch validation and the final multi-view test)."""
+    if key not in _REPORTED:
+        _REPORTED.add(key)
+        log.warning(message, *args)
 
 
 def _report_missing(source: Path, root: Path, missing: list[str], total: int) -> None:
-    """Log the missing videos of an annotation once per process (training builds the validation
-    set twice: per-epoch validation and the final multi-view test)."""
-    key = (str(source), str(root), len(missing))
-    if key in _REPORTED_MISSING:
-        return
-    _REPORTED_MISSING.add(key)
     shown = ", ".join(missing[:MISSING_SHOWN]) + (", ..." if len(missing) > MISSING_SHOWN else "")
-    log.warning("%d of %d videos listed in %s are missing under %s and are skipped: %s",
-                len(missing), total, source, root, shown)
+    _report_once(("missing", str(source), str(root), len(missing)),
+                 "%d of %d videos listed in %s are missing under %s (not trained on; an evaluation counts them "
+                 "as failed): %s",
+                 len(missing), total, source, root, shown)
+
+
+def _line_of(entry: AnnotationEntry, source: Path) -> str:
+    """``entry.where`` without its file name: "line 12" or "entry 3 (id 42)"."""
+    rest = entry.where.removeprefix(str(source))
+    return f"line {rest[1:]}" if rest.startswith(":") else rest.strip()
+
+
+def _report_duplicates(source: Path, duplicates: list[tuple[AnnotationEntry, AnnotationEntry]]) -> None:
+    """Entries naming a video already listed: each video is used once, with its first label."""
+    relabelled = sum(first.label != again.label for first, again in duplicates)
+    shown = ", ".join(f"{again.name} ({_line_of(again, source)} repeats {_line_of(first, source)})"
+                      for first, again in duplicates[:DUPLICATES_SHOWN])
+    _report_once(("duplicate", str(source), len(duplicates)),
+                 "%d entries of %s list a video already listed and are skipped (each video is used once, with its "
+                 "first label%s): %s%s", len(duplicates), source,
+                 f"; {relabelled} of them give another label" if relabelled else "", shown,
+                 ", ..." if len(duplicates) > DUPLICATES_SHOWN else "")
 
 
 def load_annotation(ann_file: str | os.PathLike, root: str | os.PathLike | None = None,
                     class_names: Sequence[str] | None = None, *, labels: str = "required",
-                    class_source: str = "the class list") -> tuple[list[VideoRecord], list[str]]:
+                    class_source: str = "the class list", confine: bool = False) -> tuple[list[VideoRecord], list[str]]:
     """Records of the videos of ``ann_file`` that exist under ``root`` (default: the file's folder).
 
     ``labels``: ``"required"`` (training and evaluation: an unlabelled entry is an error),
     ``"optional"`` (unlabelled entries get -1) or ``"ignored"`` (every label -1: prediction).
     ``class_names`` maps label names to ids; ``class_source`` says where it came from, for messages.
-    Videos missing on disk are skipped and reported once (count and first names); returns the
-    records and the names of the missing videos. Raises :class:`AnnotationError` when none exists.
+    ``confine``: refuse entries outside ``root`` (``data.confine_to_root``).
+    Videos missing on disk are skipped and reported once (count and first names), and so are
+    entries repeating a video (each video is used once, with its first label); returns the records
+    and the names of the missing videos. Raises :class:`AnnotationError` when none exists.
     """
     ann_file = Path(ann_file)
     entries = parse_annotation(ann_file)
@@ -434,10 +552,19 @@ def load_annotation(ann_file: str | os.PathLike, root: str | os.PathLike | None 
     index, num_classes = _class_lookup(class_names)
     base = Path(root) if root else ann_file.parent
     listing = _FolderListing(str(base))
-    records, missing = [], []
+    root_abs = os.path.abspath(base)
+    records, missing, duplicates = [], [], []
+    seen: dict[str, AnnotationEntry] = {}  # video (its path, or its name when missing) -> first entry
     for entry in entries:
+        entry, path = _locate(entry, index, listing.find)
+        if confine:
+            _refuse_outside(entry, path or os.path.join(base, entry.candidates[0]), root_abs)
         label = _class_id(entry, index, num_classes, labels, class_source)
-        path = next(filter(None, map(listing.find, entry.candidates)), None)
+        key = os.path.normpath(path) if path else entry.name  # "./a.mp4" is "a.mp4"
+        if key in seen:
+            duplicates.append((seen[key], entry))
+            continue
+        seen[key] = entry
         if path is None:
             missing.append(entry.name)
         else:
@@ -446,8 +573,10 @@ def load_annotation(ann_file: str | os.PathLike, root: str | os.PathLike | None 
         raise AnnotationError(f"none of the {len(entries)} videos listed in {ann_file} is under {base} (looked for "
                               f"e.g. {base / entries[0].candidates[0]}). Fix: data.root=<the folder that holds "
                               "the videos>")
+    if duplicates:
+        _report_duplicates(ann_file, duplicates)
     if missing:
-        _report_missing(ann_file, base, missing, len(entries))
+        _report_missing(ann_file, base, missing, len(entries) - len(duplicates))
     return records, missing
 
 
@@ -459,5 +588,9 @@ def read_path_label_list(ann_file: str | os.PathLike, root: str | os.PathLike | 
     ann_file = Path(ann_file)
     base = Path(root) if root else ann_file.parent
     index, num_classes = _class_lookup(class_names)
-    return [VideoRecord(str(base / e.candidates[0]), _class_id(e, index, num_classes, "optional", "the class list"))
-            for e in parse_path_label_list(ann_file)]
+    records = []
+    for entry in parse_path_label_list(ann_file):
+        entry, _ = _locate(entry, index, None)
+        records.append(VideoRecord(str(base / entry.candidates[0]),
+                                   _class_id(entry, index, num_classes, "optional", "the class list")))
+    return records

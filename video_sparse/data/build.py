@@ -147,7 +147,8 @@ def build_dataset(cfg: DictConfig, split: str, *, clips: int = 1, crops: int = 1
     if ann is None:
         raise AnnotationError(f"data.{split}_ann is not set. Fix: data.{split}_ann=/path/to/the/{split}/annotation")
     class_names, source = (info.class_names, info.class_source) if info else dataset_classes(cfg)
-    records, missing = load_annotation(under_root(cfg, ann), cfg.root, class_names, class_source=source)
+    records, missing = load_annotation(under_root(cfg, ann), cfg.root, class_names, class_source=source,
+                                       confine=cfg.confine_to_root)
     train = split == "train"
     cache = _frame_cache(cfg, len(records), 1 if train else clips) if cache_frames else None
     return VideoDataset(records, clip_transform(cfg, train), cfg.frames, train=train, clips=clips, crops=crops,
@@ -161,7 +162,7 @@ def build_predict_dataset(cfg: DictConfig, paths: list[str], *, clips: int = 1, 
     records, missing = [], []
     for p in paths:
         if Path(p).suffix.lower() in ANNOTATION_SUFFIXES:
-            found, gone = load_annotation(p, cfg.root, labels="ignored")
+            found, gone = load_annotation(p, cfg.root, labels="ignored", confine=cfg.confine_to_root)
             records += found
             missing += gone
         else:

@@ -67,7 +67,8 @@ class VideoDataset(Dataset):
 
     def _read(self, index: int, view: int, choose) -> np.ndarray:
         def decode():
-            return read_frames(self.records[index].path, choose, self.backends)
+            return read_frames(self.records[index].path, choose, self.backends,
+                               short_side=self.transform.decode_short_side)
 
         return decode() if self.frame_cache is None else self.frame_cache.get(index, view, decode)
 
@@ -95,7 +96,7 @@ class VideoDataset(Dataset):
                 video, label = self._load(current, rng)
                 break
             except VideoDecodeError as e:
-                log.warning("skipping unreadable video: %s", e)
+                log.warning("%s: %s", "unreadable, replaced by another video" if self.train else "excluded", e)
                 if not self.train:
                     size = self.transform.size
                     video = torch.zeros(self.clips * self.crops, 3, self.frames, size, size)

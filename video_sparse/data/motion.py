@@ -24,8 +24,11 @@ direction to order-blind models).
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -35,6 +38,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 CLASS_NAMES = (
     "moving left", "moving right",
@@ -375,6 +380,79 @@ def _generate_one(args):
     return split, rel, label
 
 
+def _is_complete(folder: Path, spec: MotionSetSpec) -> bool:
+    """Whether ``folder`` holds the finished set of ``spec`` (its manifest is written last)."""
+    try:
+        return json.loads((folder / "manifest.json").read_text()).get("spec") == asdict(spec)
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+@contextlib.contextmanager
+def _generation_lock(cache: Path, key: str):
+    """Hold ``<cache>/<key>.lock`` so that one process at a time generates a set: the jobs of a
+    sweep started on a cold cache wait for the first, then find the set ready. A file system
+    without ``flock`` (some network ones) goes without: :func:`_install` then keeps whichever copy
+    is finished first."""
+    path = cache / f"{key}.lock"
+    with open(path, "a") as f:  # never deleted: removing a lock file races with its next user
+        try:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("waiting for another process to finish generating the motion set %s", cache / key)
+                fcntl.flock(f, fcntl.LOCK_EX)
+        except OSError as e:
+            log.warning("cannot lock %s (%s); generating the motion set without a lock", path, e)
+        yield  # closing the file releases the lock
+
+
+def _install(tmp: Path, folder: Path, spec: MotionSetSpec) -> None:
+    """Rename the finished set ``tmp`` into place, or, when another process installed the same
+    set first (no lock), discard ``tmp`` and keep theirs."""
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # ENOTEMPTY / EEXIST: ``folder`` exists and is not empty
+        if not _is_complete(folder, spec):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _generate(spec: MotionSetSpec, folder: Path, workers: int | None, progress: bool) -> None:
+    """Write every video, the lists, ``classes.txt`` and ``manifest.json`` (last) into ``folder``."""
+    from tqdm import tqdm
+
+    (folder / "train").mkdir()
+    (folder / "val").mkdir()
+    jobs = [(str(folder), spec, j) for j in _video_jobs(spec)]
+    if workers is None:  # a spawned worker first imports torch (~4 s): below ~500 videos one process is faster
+        workers = min(len(os.sched_getaffinity(0)), 8) if len(jobs) >= 500 else 1
+    results = []
+    bar = tqdm(total=len(jobs), desc="generating motion videos", unit="video", disable=not progress)
+    if workers > 1:
+        # Spawned, not forked: the caller may be a DDP rank with live gloo threads, and a child
+        # forked from a threaded process can deadlock or die. The executor turns a dead worker
+        # into BrokenProcessPool where multiprocessing.Pool waits for it forever.
+        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+        try:
+            for r in pool.map(_generate_one, jobs, chunksize=16):
+                results.append(r)
+                bar.update()
+        finally:
+            pool.shutdown(cancel_futures=True)  # on an error or Ctrl-C, do not finish the queue
+    else:
+        for j in jobs:
+            results.append(_generate_one(j))
+            bar.update()
+    bar.close()
+    for split in ("train", "val"):
+        lines = [f"{rel} {label}\n" for s, rel, label in results if s == split]
+        (folder / f"{split}.txt").write_text("".join(lines))
+    (folder / "classes.txt").write_text("".join(f"{c}\n" for c in CLASS_NAMES))
+    (folder / "manifest.json").write_text(json.dumps(
+        {"spec": asdict(spec), "classes": list(CLASS_NAMES), "pairs": class_pairs()}, indent=1))
+
+
 def prepare_motion_dataset(spec: MotionSetSpec, cache_dir: str | os.PathLike | None = None,
                            workers: int | None = None, progress: bool = True) -> Path:
     """Generate the set (or reuse the cached copy) and return its folder.
@@ -382,61 +460,32 @@ def prepare_motion_dataset(spec: MotionSetSpec, cache_dir: str | os.PathLike | N
     The folder holds ``train/*.mp4``, ``val/*.mp4``, ``train.txt`` and ``val.txt`` (``path label``
     lists relative to the folder), ``classes.txt`` and ``manifest.json``. The set is built in a
     temporary folder and renamed into place when complete, so an interrupted generation never
-    leaves a half-written set that looks finished. ``workers``: processes (default: one per CPU, up
-    to 8, for sets of 500 videos or more, else 1); the result does not depend on it.
+    leaves a half-written set that looks finished; a lock beside it makes concurrent callers (the
+    jobs of a sweep) wait for one generation instead of each writing its own. ``workers``:
+    processes (default: one per CPU, up to 8, for sets of 500 videos or more, else 1); the result
+    does not depend on it.
     """
-    from tqdm import tqdm
-
     if spec.height % 2 or spec.width % 2:
         raise ValueError(f"data.height/width must be even for yuv420p video, got {spec.height}x{spec.width}")
     if spec.train_size < 1 or spec.val_size < 1:
         raise ValueError("data.train_size and data.val_size must be >= 1")
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     folder = cache / spec.key()
-    manifest = folder / "manifest.json"
-    if manifest.is_file():
-        try:
-            if json.loads(manifest.read_text()).get("spec") == asdict(spec):
-                return folder
-        except json.JSONDecodeError:
-            pass
-        shutil.rmtree(folder)
+    if _is_complete(folder, spec):
+        return folder
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.key()}-", dir=cache))
-    try:
-        (tmp / "train").mkdir()
-        (tmp / "val").mkdir()
-        jobs = [(str(tmp), spec, j) for j in _video_jobs(spec)]
-        if workers is None:  # a spawned worker first imports torch (~4 s): below ~500 videos one process is faster
-            workers = min(len(os.sched_getaffinity(0)), 8) if len(jobs) >= 500 else 1
-        results = []
-        bar = tqdm(total=len(jobs), desc="generating motion videos", unit="video", disable=not progress)
-        if workers > 1:
-            # Spawned, not forked: the caller may be a DDP rank with live gloo threads, and a child
-            # forked from a threaded process can deadlock or die. The executor turns a dead worker
-            # into BrokenProcessPool where multiprocessing.Pool waits for it forever.
-            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
-            try:
-                for r in pool.map(_generate_one, jobs, chunksize=16):
-                    results.append(r)
-                    bar.update()
-            finally:
-                pool.shutdown(cancel_futures=True)  # on an error or Ctrl-C, do not finish the queue
-        else:
-            for j in jobs:
-                results.append(_generate_one(j))
-                bar.update()
-        bar.close()
-        for split in ("train", "val"):
-            lines = [f"{rel} {label}\n" for s, rel, label in results if s == split]
-            (tmp / f"{split}.txt").write_text("".join(lines))
-        (tmp / "classes.txt").write_text("".join(f"{c}\n" for c in CLASS_NAMES))
-        (tmp / "manifest.json").write_text(json.dumps(
-            {"spec": asdict(spec), "classes": list(CLASS_NAMES), "pairs": class_pairs()}, indent=1))
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with _generation_lock(cache, spec.key()):
+        if _is_complete(folder, spec):  # generated by another process while this one waited
+            return folder
+        if folder.exists():  # an older or damaged copy
+            shutil.rmtree(folder)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{spec.key()}-", dir=cache))
+        try:
+            _generate(spec, tmp, workers, progress)
+            _install(tmp, folder, spec)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return folder
 
 

@@ -15,6 +15,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from einops import rearrange
 
+from .decode import scaled_size
 from .randaugment import ClipRandAugment
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -134,14 +135,21 @@ class ClipTransform:
             raise ValueError(f"scale_jitter must be [min, max] with data.size ({self.size}) <= min <= max, "
                              f"got {list(self.scale_jitter)}")
 
+    @property
+    def decode_short_side(self) -> int | None:
+        """The longest short side a clip is resized to: frames may be decoded at it without losing
+        detail (:func:`~.decode.read_frames`). None with ``resized_crop_area``, which crops the frame
+        as decoded."""
+        if self.train and self.resized_crop_area is not None:
+            return None
+        return self.scale_jitter[1] if self.train and self.scale_jitter is not None else self.short_side
+
     def resize(self, video: torch.Tensor, short_side: int | None = None) -> torch.Tensor:
-        short_side = short_side or self.short_side
         h, w = video.shape[-2:]
-        scale = short_side / min(h, w)
-        new_hw = [max(short_side, round(h * scale)), max(short_side, round(w * scale))]
-        if [h, w] == new_hw:
+        new_hw = scaled_size(h, w, short_side or self.short_side)
+        if (h, w) == new_hw:
             return video
-        return TF.resize(video, new_hw, antialias=True)
+        return TF.resize(video, list(new_hw), antialias=True)
 
     def _train_crop(self, video: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         if self.resized_crop_area is not None:

@@ -3,6 +3,7 @@ states that make a resumed run continue exactly, and the checks that refuse a wr
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import re
 import shutil
@@ -26,6 +27,7 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would keep teammates from best.pt
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
@@ -43,17 +45,36 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
             os.close(dir_fd)
 
 
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True`` (tensors
-    and plain Python only: loading never runs code from the file)."""
-    if not Path(path).is_file():
+    """Load a checkpoint written by :func:`save_checkpoint` (or any ``torch.save`` file of tensors)
+    with ``weights_only=True``: loading never runs code from the file."""
+    path = Path(path)
+    if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" not in str(e):  # torch's advice there (weights_only=False) is not ours
+            raise _unreadable(path, e) from e
+        raise CheckpointError(f"{path}: holds Python objects besides tensors (a checkpoint of another framework?), "
+                              "which video_sparse does not load because unpickling them could run code. Fix: "
+                              "re-save its state_dict (torch.save(model.state_dict(), ...)) and pass that file") from e
     except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"{path}: not a readable checkpoint, truncated or not written by torch.save "
-                              f"({type(e).__name__}: {str(e)[:200]}). Fix: resume from another checkpoint "
-                              "(trainer.resume=<run>/checkpoints/epoch_NNN.pt) or trainer.resume=none") from e
+        raise _unreadable(path, e) from e
+
+
+def _unreadable(path: Path, e: Exception) -> CheckpointError:
+    kept = sorted(p.name for p in path.parent.glob("*.pt") if p != path)
+    fix = f"another checkpoint of {path.parent} ({', '.join(kept[:4])})" if kept else "another checkpoint"
+    reason = (str(e).strip().splitlines() or [""])[0][:160]
+    return CheckpointError(f"{path}: not a readable checkpoint: truncated, or not written by torch.save "
+                           f"({type(e).__name__}: {reason}). Fix: {fix}")
 
 
 def check_compatible(ckpt: dict, path, model: torch.nn.Module, model_name: str, class_names: list[str]) -> None:
@@ -74,6 +95,50 @@ def check_compatible(ckpt: dict, path, model: torch.nn.Module, model_name: str, 
         raise CheckpointError(f"{path}: a checkpoint of model={trained}, not of this run's model={model_name} "
                               f"({detail}). Fix: model={trained}, or a new run (trainer.resume=none, or another "
                               "hydra.run.dir)")
+
+
+# What a resumed run must share with the run it continues: the saved optimiser state, position and
+# schedule mean something only under these. Anything else (workers, logging, views) may change.
+RESUME_KEYS = ("model", "optim", "sched", "trainer.batch_size", "trainer.accumulate", "trainer.amp",
+               "trainer.layer_decay", "trainer.epochs", "trainer.seed")
+RESUME_FREE = ("model.pretrained",)  # the checkpoint's weights replace them anyway
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_resumable(ckpt: dict, path, config: dict, world_size: int) -> None:
+    """Refuse to continue ``ckpt`` under settings that change the meaning of its state:
+    :data:`RESUME_KEYS` of ``config`` (this run's resolved config) against the checkpoint's, and
+    the number of processes (the random streams and the data shards are per rank)."""
+    if "optimizer" not in ckpt or "rng" not in ckpt:
+        raise CheckpointError(f"{path}: a weights file (or a checkpoint of an earlier video_sparse), not a train.py "
+                              "checkpoint: it has no training state (optimiser, position, random streams) to resume. "
+                              f"Fix: start a new run initialised from it with model.pretrained={path} "
+                              "(and trainer.resume=none or another hydra.run.dir)")
+    saved, mine = _flatten(ckpt.get("config", {})), _flatten(config)
+
+    def checked(key: str) -> bool:
+        return any(key == k or key.startswith(k + ".") for k in RESUME_KEYS) and key not in RESUME_FREE
+    # keys of one side only are options added or removed since the checkpoint was written
+    differ = [(k, saved[k], mine[k]) for k in sorted(saved.keys() & mine.keys()) if checked(k) and saved[k] != mine[k]]
+    if any(k == "model.name" for k, _, _ in differ):  # another model: its other model.* keys follow from it
+        differ = [d for d in differ if d[0] == "model.name" or not d[0].startswith("model.")]
+    if ckpt.get("world_size", world_size) != world_size:
+        differ.append(("processes", ckpt["world_size"], world_size))
+    if differ:
+        listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in differ[:6]) + (" ..." if len(differ) > 6 else "")
+        raise CheckpointError(f"{path}: cannot continue that run with other settings ({listed}). Fix: resume with the "
+                              f"run's own values, or start a new run from its weights: model.pretrained={path} "
+                              "trainer.resume=none (or another hydra.run.dir)")
 
 
 def rng_state() -> dict:

@@ -8,12 +8,18 @@ from __future__ import annotations
 import contextlib
 import datetime
 import io
+import logging
 import os
+import sys
+import threading
+import time
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler, Sampler
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,95 @@ def all_reduce_sum(values: list[float]) -> list[float]:
 def any_rank(flag: bool) -> bool:
     """True on every rank if ``flag`` is true on any rank (all ranks must call it together)."""
     return all_reduce_sum([float(flag)])[0] > 0
+
+
+# ----------------------------------------------------------------------------- one failing rank ends them all
+FAILURE_POLL_S = 1.0  # how often every rank looks for another's failure
+ACK_WAIT_S = 10.0  # how long a failing rank waits for the others to see its failure before it exits
+
+
+def _failure_key() -> str:
+    # torchrun keeps its store across restarts of the workers: one key per attempt
+    return f"video_sparse/failed/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+
+
+def _store() -> dist.TCPStore:
+    """A client of the rendezvous store (torchrun's agent, or rank 0's for env:// and submitit),
+    one per thread that uses it."""
+    return dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                         timeout=datetime.timedelta(seconds=30), wait_for_workers=False)
+
+
+@contextlib.contextmanager
+def failures_end_every_rank(world: World, poll_s: float = FAILURE_POLL_S):
+    """Run the block so that an exception on any rank ends every rank within seconds, with the
+    error printed once: without it, the others would wait in their next collective for the
+    process group's timeout (30 min), and under SLURM / submitit nothing else stops them.
+
+    The failing rank writes its rank and error to the rendezvous store, waits (up to
+    :data:`ACK_WAIT_S`) until the other ranks have seen it, and raises its error; every other
+    rank's watcher thread, polling the store, logs one line and ends its process (``os._exit(1)``:
+    its main thread may be blocked inside a collective). A second rank failing at the same time
+    exits with one line instead of repeating the error. ``SystemExit`` (preemption, a user error's
+    exit status) is every rank's own decision, not a failure.
+    """
+    if not world.distributed or "MASTER_ADDR" not in os.environ:
+        yield
+        return
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch_failures, args=(world, stop, poll_s), daemon=True,
+                               name="video_sparse-failures")
+    watcher.start()
+    try:
+        yield
+    except Exception as e:
+        stop.set()
+        first = _report_failure(world, e)
+        if not first:
+            _stop_process(f"rank {world.rank} stops: another rank failed first (its error is printed by that rank); "
+                          f"here: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}")
+        raise
+    finally:
+        stop.set()
+
+
+def _report_failure(world: World, error: BaseException) -> bool:
+    """Publish this rank's failure; True if it is the first. Waits until the others saw it."""
+    try:
+        store = _store()
+        key = _failure_key()
+        first = store.add(key + "/count", 1) == 1
+        if first:
+            store.set(key, f"{world.rank}")
+            deadline = time.time() + ACK_WAIT_S
+            while time.time() < deadline and store.add(key + "/seen", 0) < world.size - 1:
+                time.sleep(0.05)
+        return first
+    except Exception:  # noqa: BLE001 - the store may be gone with rank 0; the error itself still matters
+        return True
+
+
+def _watch_failures(world: World, stop: threading.Event, poll_s: float) -> None:
+    try:
+        store, key = _store(), _failure_key()
+        while not stop.wait(poll_s):
+            if store.check([key]):
+                failed = store.get(key).decode()
+                if failed == str(world.rank):  # this rank's own failure, being reported by its main thread
+                    return
+                store.add(key + "/seen", 1)
+                _stop_process(f"rank {world.rank} stops: rank {failed} failed (its error is printed by that rank)")
+    except Exception:  # noqa: BLE001 - the store ended (rank 0 finished or died): nothing left to watch
+        return
+
+
+def _stop_process(message: str) -> None:
+    """One line on stderr (and in the log), then the end of this process, whatever its main thread
+    is blocked in; its DataLoader workers follow their parent."""
+    log.error(message)
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    logging.shutdown()
+    os._exit(1)
 
 
 class TrainSampler(DistributedSampler):

@@ -78,7 +78,9 @@ def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device, am
 
 
 def _num_outputs(model: torch.nn.Module) -> int:
-    """Classes of the model's (last) classifier, for empty results."""
+    """Classes of the model's (last) classifier, for empty results (an exported model says it)."""
+    if hasattr(model, "num_classes"):
+        return int(model.num_classes)
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     return linears[-1].out_features if linears else 0
 
@@ -111,17 +113,18 @@ def sample_predictions(result: dict, class_names: Sequence[str], n: int = 32) ->
 
 
 def report(result: dict, class_names: Sequence[str], out_dir: str | Path, *, views: dict, split: str,
-           pairs: Sequence[tuple[int, int]] = (), plot: bool = True) -> dict:
+           pairs: Sequence[tuple[int, int]] = (), plot: bool = True, extra: dict | None = None) -> dict:
     """Write ``metrics.json``, ``predictions.csv``, ``per_class.csv`` and ``confusion_matrix.png``
     (<= 200 classes) into ``out_dir`` and return the metrics of ``split`` (the annotation they are
-    on, recorded in them). Unreadable videos are excluded and counted."""
+    on, recorded in them) with ``extra`` (what was evaluated). Unreadable videos are excluded and
+    counted."""
     out_dir = Path(out_dir)
     ok = result["valid"]
     probs, labels = result["probs"][ok], result["labels"][ok]
     failed = [p for p, v in zip(result["paths"], ok.tolist()) if not v]
     metrics = classification_metrics(probs, labels, pairs)
     metrics.update({"split": split, "num_videos": int(ok.sum()), "num_failed": len(failed), "failed_videos": failed,
-                    "views": views})
+                    "views": views, **(extra or {})})
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     keep = [p for p, v in zip(result["paths"], ok.tolist()) if v]
     write_predictions(out_dir / "predictions.csv", keep, probs, labels, class_names)

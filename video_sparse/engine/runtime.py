@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from .distributed import ShardSampler, current_world
+from .preemption import ignore_signals as ignore_signals_in_worker
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -48,14 +51,18 @@ def seed_everything(seed: int) -> None:
 
 
 def data_loader(dataset, batch_size: int, num_workers: int, device: torch.device, sampler=None, *,
-                train: bool = False) -> DataLoader:
+                train: bool = False, ignore_signals: Sequence[str] = (), timeout: float = 0) -> DataLoader:
     """Training loader (``train``: full batches only) or evaluation loader; without ``sampler``,
     this rank's in-order shard of ``dataset`` (every video once over all ranks).
     Workers persist across epochs (the dataset's epoch is in shared memory); pinned memory on CUDA.
     The loader's own generator keeps its worker seeds off the global torch stream, whose state a
-    resumed run restores (creating an iterator would otherwise draw from it)."""
+    resumed run restores (creating an iterator would otherwise draw from it).
+    Workers ignore ``ignore_signals`` (the preemption signals the main process handles); a batch
+    that takes longer than ``timeout`` seconds (0: no limit) to arrive from them is an error."""
     if sampler is None:
         sampler = ShardSampler(dataset, current_world())
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=num_workers,
                       pin_memory=device.type == "cuda", drop_last=train, persistent_workers=num_workers > 0,
-                      generator=torch.Generator().manual_seed(0))
+                      generator=torch.Generator().manual_seed(0), timeout=timeout if num_workers else 0,
+                      worker_init_fn=functools.partial(ignore_signals_in_worker, tuple(ignore_signals))
+                      if ignore_signals and num_workers else None)

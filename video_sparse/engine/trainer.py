@@ -27,7 +27,7 @@ from ..data.build import DataInfo
 from ..errors import UserError
 from ..models import model_from_config
 from ..tracking import Tracker
-from .checkpoint import (CheckpointError, check_compatible, keep_epoch_copy, load_checkpoint, remove_partial_writes,
+from .checkpoint import (check_compatible, check_resumable, keep_epoch_copy, load_checkpoint, remove_partial_writes,
                          rng_state, save_checkpoint, set_rng_state)
 from .distributed import (TrainSampler, World, all_gather_objects, all_reduce_sum, any_rank, barrier, broadcast_object,
                           init_distributed, main_first)
@@ -37,6 +37,7 @@ from .metrics import classification_metrics, multi_head_loss
 from .mixup import MixupCutmix
 from .optim import param_groups
 from .precise_bn import recompute_bn_stats
+from .preemption import Preempted, Preemption
 from .runtime import autocast, data_loader, resolve_device, seed_everything, to_channels_last
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class Run:
     scaler: torch.amp.GradScaler
     lr_at: Callable[..., float]
     mix: MixupCutmix | None
+    preemption: Preemption
     sampler: TrainSampler
     train_set: Any
     val_set: Any
@@ -88,6 +90,7 @@ class Run:
     totals: dict = field(default_factory=_zero_totals)
     lr: float = 0.0  # of the last step
     epoch_start: float = 0.0  # time.time() when the current epoch started
+    resumed_from: Path | None = None
 
     @property
     def ckpt_dir(self) -> Path:
@@ -104,12 +107,19 @@ def train(cfg, run_dir: str | Path) -> dict:
     Returns the final metrics."""
     run = set_up(cfg, Path(run_dir))
     resume(run)
-    with Tracker(cfg.logger.mode, cfg.logger.project, run.run_dir, run_config(run), name=cfg.logger.name,
-                 run_id=cfg.logger.id, enabled=run.world.is_main) as tracker:
-        for epoch in range(run.epoch, cfg.trainer.epochs):
-            train_one_epoch(run, epoch, tracker)
-            validate_and_checkpoint(run, epoch, tracker)
-        final = final_test(run, tracker)
+    try:
+        with Tracker(cfg.logger.mode, cfg.logger.project, run.run_dir, run_config(run), name=cfg.logger.name,
+                     run_id=cfg.logger.id, enabled=run.world.is_main) as tracker, run.preemption:
+            for epoch in range(run.epoch, cfg.trainer.epochs):
+                train_one_epoch(run, epoch, tracker)
+                validate_and_checkpoint(run, epoch, tracker)
+                if signum := run.preemption.requested():
+                    raise Preempted(signum, f"after epoch {epoch + 1}")
+            final = final_test(run, tracker)
+    except Preempted as e:
+        log.warning("%s: %s holds step %d. Fix: run the same command (same hydra.run.dir, trainer.resume=auto) "
+                    "to continue", e, run.ckpt_dir / "last.pt", run.step)
+        run.preemption.exit(e)
     return broadcast_object(final)
 
 
@@ -139,6 +149,7 @@ def set_up(cfg, run_dir: Path) -> Run:
     device = resolve_device(tc.device, world.local_rank)
     seed_everything(tc.seed + world.rank)  # own dropout masks per rank; the data order comes from the sampler
     if world.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
         log.info("run directory: %s", run_dir.resolve())
     class_names, class_source = dataset_classes(cfg.data)
     model = build_model(cfg, class_names, world, device)
@@ -163,9 +174,12 @@ def set_up(cfg, run_dir: Path) -> Run:
                optimizer=instantiate(cfg.optim)(param_groups(model, cfg.optim.weight_decay, tc.layer_decay)),
                scaler=torch.amp.GradScaler(device.type, enabled=tc.amp == "fp16"),
                lr_at=instantiate(cfg.sched),  # a function of the step: the step counter is the schedule's state
-               mix=mix, sampler=sampler, train_set=train_set, val_set=val_set,
-               train_loader=data_loader(train_set, tc.batch_size, tc.num_workers, device, sampler, train=True),
-               val_loader=data_loader(val_set, tc.batch_size, tc.num_workers, device),
+               mix=mix, preemption=Preemption(tc.preempt_signals), sampler=sampler, train_set=train_set,
+               val_set=val_set,
+               train_loader=data_loader(train_set, tc.batch_size, tc.num_workers, device, sampler, train=True,
+                                        ignore_signals=tc.preempt_signals, timeout=tc.loader_timeout),
+               val_loader=data_loader(val_set, tc.batch_size, tc.num_workers, device,
+                                      ignore_signals=tc.preempt_signals, timeout=tc.loader_timeout),
                steps_per_epoch=steps_per_epoch)
 
 
@@ -180,7 +194,7 @@ def _resume_path(resume, ckpt_dir: Path) -> Path | None:
 
 def resume(run: Run) -> None:
     """Continue from ``trainer.resume``: weights, EMA, optimiser, scaler, position, every rank's
-    random streams and running totals (a different number of processes restarts the epoch)."""
+    random streams and running totals — of a run with the same settings (``check_resumable``)."""
     if run.world.is_main:
         remove_partial_writes(run.ckpt_dir)
     barrier()
@@ -188,10 +202,8 @@ def resume(run: Run) -> None:
     if path is None:
         return
     ckpt = load_checkpoint(path)
+    check_resumable(ckpt, path, run_config(run), run.world.size)
     check_compatible(ckpt, path, run.model, run.cfg.model.name, run.info.class_names)
-    if "rng" not in ckpt:
-        raise CheckpointError(f"{path}: written by an earlier video_sparse without the resume state (step, random "
-                              f"generators). Fix: start a new run initialised from it with model.pretrained={path}")
     run.model.load_state_dict(ckpt["model"])
     run.optimizer.load_state_dict(ckpt["optimizer"])
     run.scaler.load_state_dict(ckpt["scaler"])
@@ -199,14 +211,9 @@ def resume(run: Run) -> None:
         run.ema.load_state_dict(ckpt["ema"]) if ckpt["ema"] else run.ema.module.load_state_dict(ckpt["model"])
     run.epoch, run.batch, run.step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
     run.best_top1, run.history = ckpt["best_top1"], ckpt["history"]
-    if len(ckpt["rng"]) == run.world.size:
-        set_rng_state(ckpt["rng"][run.world.rank])
-        run.totals = ckpt["totals"][run.world.rank]
-    else:  # other shards: the interrupted epoch starts again
-        log.warning("resuming %d processes from a run of %d: the epoch restarts and random streams are new, so "
-                    "the run will not repeat an uninterrupted one exactly", run.world.size, len(ckpt["rng"]))
-        run.step -= run.batch // run.cfg.trainer.accumulate
-        run.batch = 0
+    set_rng_state(ckpt["rng"][run.world.rank])
+    run.totals = ckpt["totals"][run.world.rank]
+    run.resumed_from = path
     log.info("resumed from %s at epoch %d, batch %d", path, run.epoch, run.batch)
 
 
@@ -257,10 +264,15 @@ def train_one_epoch(run: Run, epoch: int, tracker: Tracker) -> None:
                 tracker.log({"train/loss": loss, "train/lr": lr, "train/data_time_s": data_time,
                              "train/clips_per_s": len(batch["label"]) * run.world.size / (time.time() - t_last)},
                             step=run.step)
-            if tc.save_every_steps and run.step % tc.save_every_steps == 0 and i + 1 < run.batches_per_epoch:
-                state = checkpoint_state(run, epoch, i + 1)
-                if run.world.is_main:
-                    save_checkpoint(state, run.ckpt_dir / "last.pt")
+            signum = run.preemption.requested()
+            if signum or tc.save_every_steps and run.step % tc.save_every_steps == 0:
+                if i + 1 < run.batches_per_epoch:  # else validate_and_checkpoint writes it
+                    state = checkpoint_state(run, epoch, i + 1)
+                    if run.world.is_main:
+                        save_checkpoint(state, run.ckpt_dir / "last.pt")
+                    barrier()
+                    if signum:
+                        raise Preempted(signum, f"at epoch {epoch + 1}, step {run.step}")
         seen = max(run.totals["seen"], 1)
         bar.set_postfix(loss=f"{run.totals['loss_sum'] / seen:.3f}", lr=f"{lr:.3g}", data_s=f"{data_time:.2f}")
         t_last = time.time()
@@ -360,11 +372,25 @@ def validate_and_checkpoint(run: Run, epoch: int, tracker: Tracker) -> None:
     barrier()
 
 
+def best_weights_file(run: Run) -> Path:
+    """``best.pt``; without one (no validation of this run beat the best of the run it resumed, or
+    every validation top-1 was NaN), the newest weights there are, saying so."""
+    for path in (run.ckpt_dir / "best.pt", run.ckpt_dir / "last.pt", run.resumed_from):
+        if path is not None and path.is_file():
+            if path.name != "best.pt":
+                log.warning("no %s: no validation of this run beat %.4f (the best of the run it continues), or "
+                            "every top-1 was NaN; the final evaluation uses %s", run.ckpt_dir / "best.pt",
+                            run.best_top1, path)
+            return path
+    raise FileNotFoundError(f"{run.ckpt_dir}: no checkpoint to evaluate")  # unreachable: last.pt is written
+
+
 def final_test(run: Run, tracker: Tracker) -> dict | None:
     """The best weights (their EMA when it is on) on ``data.test_ann`` when it is given, else on
     the validation list, with ``test.clips`` x ``test.crops`` views; reports on rank 0."""
     cfg, tc = run.cfg, run.cfg.trainer
-    best = load_checkpoint(run.ckpt_dir / "best.pt")
+    best_path = best_weights_file(run)
+    best = load_checkpoint(best_path)
     weights = "ema" if best.get("ema") else "model"
     run.model.load_state_dict(ema_weights(best) if weights == "ema" else best["model"])
     split = "test" if run.data_cfg.test_ann is not None else "val"
@@ -373,16 +399,17 @@ def final_test(run: Run, tracker: Tracker) -> dict | None:
         test_set = run.val_set  # the per-epoch validation views (and their cached frames)
     else:
         test_set = build_dataset(run.data_cfg, split, clips=cfg.test.clips, crops=cfg.test.crops, info=run.info)
-    result = predict(run.model, data_loader(test_set, tc.batch_size, tc.num_workers, run.device), run.device, tc.amp,
-                     desc=split, strict=cfg.test.strict, progress=run.world.is_main)
+    loader = data_loader(test_set, tc.batch_size, tc.num_workers, run.device, timeout=tc.loader_timeout)
+    result = predict(run.model, loader, run.device, tc.amp, desc=split, strict=cfg.test.strict,
+                     progress=run.world.is_main)
     if not run.world.is_main:
         return None
-    final = report(result, run.info.class_names, run.run_dir, views=views, pairs=run.info.pairs, split=split)
-    final.update(best_epoch=best["epoch"], weights=weights)
-    log.info("final on %s (best epoch %d, %s weights, %d clips x %d crops): top1 %.4f  top5 %.4f  mean class %.4f%s"
-             "  failed %d", split, best["epoch"], weights, views["clips"], views["crops"], final["top1"], final["top5"],
-             final["mean_class_acc"], f"  pair {final['pair_acc']:.4f}" if "pair_acc" in final else "",
-             final["num_failed"])
+    final = report(result, run.info.class_names, run.run_dir, views=views, pairs=run.info.pairs, split=split,
+                   extra={"best_epoch": best["epoch"], "weights": weights, "checkpoint": str(best_path)})
+    log.info("final on %s (%s, epoch %d, %s weights, %d clips x %d crops): top1 %.4f  top5 %.4f  mean class %.4f%s"
+             "  failed %d", split, best_path.name, best["epoch"], weights, views["clips"], views["crops"],
+             final["top1"], final["top5"], final["mean_class_acc"],
+             f"  pair {final['pair_acc']:.4f}" if "pair_acc" in final else "", final["num_failed"])
     tracker.summary({f"final_{k}": v for k, v in final.items() if isinstance(v, (int, float))})
     tracker.log_table("predictions", *sample_predictions(result, run.info.class_names), step=run.step)
     if (run.run_dir / "confusion_matrix.png").is_file():

@@ -8,4 +8,6 @@ import torch.nn.functional as F
 def skip_frames(x: torch.Tensor) -> torch.Tensor:
     """``(N, C, T, H, W)`` -> ``(N, C, T // 2, H, W)``: the maximum over each pair of frames (a
     trailing odd frame is dropped; a single frame is kept as it is)."""
-    return F.max_pool3d(x, (2, 1, 1), (2, 1, 1), ceil_mode=x.shape[2] < 2)
+    if x.shape[2] < 2:
+        return x
+    return F.max_pool3d(x, (2, 1, 1), (2, 1, 1))

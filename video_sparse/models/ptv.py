@@ -38,8 +38,11 @@ class ClippedAvgPool3d(nn.Module):
         self.kernel_size = tuple(kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        T, H, W = x.shape[-3:]
-        return F.avg_pool3d(x, (T, min(self.kernel_size[1], H), min(self.kernel_size[2], W)), stride=1)
+        H, W = x.shape[-2:]
+        # The mean over time first: the same average, and the clip length stays out of the kernel
+        # size (an exported model takes any clip length).
+        return F.avg_pool3d(x.mean(2, keepdim=True), (1, min(self.kernel_size[1], H), min(self.kernel_size[2], W)),
+                            stride=1)
 
 
 def clip_head_pools(net: nn.Module) -> nn.Module:
@@ -60,7 +63,13 @@ def slowfast_pathways(x: torch.Tensor, alpha: int) -> list[torch.Tensor]:
     """``(N, C, T, H, W)`` -> ``[slow, fast]``: the slow pathway T / alpha frames evenly spaced over
     the clip (first and last included), the fast pathway all of them."""
     T = x.shape[2]
-    index = torch.linspace(0, T - 1, T // alpha, device=x.device).long()
+    n = T // alpha
+    # torch.linspace(0, T - 1, n).long() (pytorchvideo's PackPathway), computed as its CPU kernel
+    # does (from both ends, in float32; equal for every T up to 1024, tested) from an arange: an
+    # exported model keeps n symbolic, where linspace's step count would be baked in.
+    i = torch.arange(n, device=x.device, dtype=torch.float32)
+    step = (T - 1) / torch.sym_max(n - 1, 1)
+    index = torch.where((i < n // 2) | (i == 0), step * i, (T - 1) - step * (n - 1 - i)).long()
     return [x.index_select(2, index), x]
 
 
@@ -104,6 +113,16 @@ class PyTorchVideoModel(nn.Module):
                                  f"{max(self.alpha, T - T % self.alpha)} (or model.alpha=...)")
             x = slowfast_pathways(x, self.alpha)
         return self.net(x)
+
+    @property
+    def frames_multiple(self) -> int:
+        """Clip lengths this network takes are multiples of this (SlowFast: alpha)."""
+        return self.alpha or 1
+
+    @property
+    def fixed_frames(self) -> int | None:
+        """The one clip length this network takes (MViT), or None."""
+        return self.clip[0] if self.clip is not None else None
 
     def classifier(self) -> nn.Linear:
         """The final linear layer (the one a new class count replaces)."""

@@ -53,7 +53,7 @@ class SlideSwin(PyramidBackbone):
                 return RelativePositionAttention(dim, heads, window)
             first = sum(spec.depths[:i])
             blocks = [MixerBlock(dim, attention(), Mlp(dim, int(dim * spec.mlp_ratio)), rates[first + j],
-                                 pos_embed=False, norm_eps=1e-5) for j in range(spec.depths[i])]
+                                 pos_embed=spec.cpe, norm_eps=1e-5) for j in range(spec.depths[i])]
             merge = PatchMerging(dim, spec.merge_strides[i]) if i < 3 else None
             self.layers.append(SlideSwinStage(blocks, merge))
         self.norm = nn.LayerNorm(dims[-1])

@@ -163,6 +163,8 @@ class SlideSwinSpec(Spec):
     merge_strides: Tuple[int, ...] = option((2, 2, 2), "strides of the patch mergings after stages 1-3 (1 or 2)",
                                             ge=1, le=2, length=3)
     mlp_ratio: float = option(4.0, "MLP width / channels", gt=0)
+    cpe: bool = option(False, "a residual depthwise 3x3 conv (conditional position encoding, as in BiFormer's and "
+                       "DilateFormer's blocks) before every block; Slide-Swin has none")
     drop_path_rate: float = option(0.0, "stochastic depth, linear from 0 over all blocks", ge=0, lt=1)
 
 

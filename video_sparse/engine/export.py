@@ -1,0 +1,281 @@
+"""Export a video model to ONNX or to a ``torch.export`` program, and check what was written.
+
+Both go through ``torch.export`` (the ONNX file through ``torch.onnx.export(dynamo=True)``) with
+the batch and frame axes dynamic, so one file serves any batch size and clip length (the spatial
+size is fixed: position biases and windows are built for it). Every operator here is plain
+PyTorch; the deformable samplers become ONNX ``GridSample`` and the custom-backward operators
+export their forward. An export is checked right after it is written: the exported model runs on
+a random clip of another batch size and clip length than the example, and its outputs must match
+the PyTorch model's.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "pt2")
+OPSET = 18  # GridSample with 4-D inputs is opset 16; 18 is what the dynamo exporter writes best
+INPUT_NAME = "clips"
+MAX_FRAMES = 1024
+# What an export may store about itself (JSON strings): read back by eval.py.
+METADATA_KEYS = ("model", "class_names", "data", "weights", "frames", "size", "source")
+STORED_KEYS = (*METADATA_KEYS, "clip_lengths")  # clip_lengths: written by export_model itself
+
+
+class ExportError(UserError, RuntimeError):
+    """A model that cannot be exported, or an export whose outputs disagree with PyTorch."""
+
+
+@dataclass(frozen=True)
+class ClipLengths:
+    """The clip lengths an exported model takes: ``low`` to ``high`` frames, multiples of ``multiple``."""
+
+    low: int
+    high: int
+    multiple: int = 1
+
+    def takes(self, frames: int) -> bool:
+        return self.low <= frames <= self.high and frames % self.multiple == 0
+
+    def __str__(self) -> str:
+        if self.low == self.high:
+            return f"T = {self.low}"
+        return f"T = {self.low}..{self.high}" + (f", multiples of {self.multiple}" if self.multiple > 1 else "")
+
+
+@dataclass
+class ExportCheck:
+    """What the check after an export measured: the largest relative error of each output
+    (``max |exported - torch| / max |torch|``) on clips of shape ``shape``."""
+
+    shape: tuple[int, ...]
+    errors: list[float]
+    seconds: float
+    outputs: list[str] = field(default_factory=list)
+    lengths: ClipLengths | None = None  # the clip lengths the file takes
+
+    def summary(self) -> str:
+        errs = ", ".join(f"{name} {err:.1e}" for name, err in zip(self.outputs, self.errors))
+        return f"checked on clips {tuple(self.shape)}: max relative error {errs}"
+
+
+def output_names(model: torch.nn.Module, example: torch.Tensor) -> list[str]:
+    """``logits``, and ``logits_dual`` for SIFA-Net's dual frame-skipping head."""
+    with torch.no_grad():
+        out = model(example)
+    if isinstance(out, torch.Tensor):
+        return ["logits"]
+    return ["logits", *(f"logits_{i}" if i > 1 else "logits_dual" for i in range(1, len(out)))]
+
+
+def _failure(model_name: str, fmt: str, error: Exception) -> ExportError:
+    """One line: where in the model's code the export stopped, the operator there, and why."""
+    chain, e = [], error
+    while e is not None and len(chain) < 8:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    text = "\n".join(str(e) for e in chain)
+    # torch.export names the model's line that raised ("The following call raised this error: File ...")
+    calls = re.findall(r'raised this error:\s*File "([^"]+)", line (\d+), in \w+\s*\n\s*(.+)', text)
+    if calls:
+        file, line, code = calls[-1]
+    else:  # else the innermost frame outside the libraries
+        frames = [f for e in chain for f in traceback.extract_tb(e.__traceback__)
+                  if "site-packages" not in f.filename and "/engine/export.py" not in f.filename]
+        file, line, code = (frames[-1].filename, frames[-1].lineno, frames[-1].line) if frames else ("", 0, "")
+    where = f" at {Path(file).name}:{line} ({code.strip()})" if file else ""
+    summary = re.search(r"Exception summary\s*\n+\s*(.+)", text)
+    reason = summary.group(1) if summary else f"{type(chain[-1]).__name__}: {chain[-1]}"
+    reason = re.sub(r"<class '(?:\w+\.)*(\w+)'>", r"\1", " ".join(reason.split()))
+    return ExportError(f"model={model_name} cannot be exported to {fmt}{where}: {reason[:300]}")
+
+
+def _frames_axis(low: int, multiple: int) -> torch.export.Dim:
+    if multiple == 1:
+        return torch.export.Dim("frames", min=low, max=MAX_FRAMES)
+    return multiple * torch.export.Dim(f"frames_over_{multiple}", min=low // multiple, max=MAX_FRAMES // multiple)
+
+
+def trace(model: torch.nn.Module, example: torch.Tensor) -> tuple[torch.export.ExportedProgram, ClipLengths]:
+    """``torch.export`` of ``model`` with a dynamic batch axis and the widest frame axis it allows.
+
+    The frame axis starts at the model's ``min_frames`` (at least 2: torch.export specialises a
+    dimension that may be 1), in multiples of its ``frames_multiple`` (SlowFast's alpha); a model
+    with ``fixed_frames`` (MViT's position embeddings) takes that length only. Where the graph
+    changes for short clips (a map that becomes 1 frame long: SIFA-Net's dual branch pairs T // 2
+    frames) the export refuses the range; the shortest lengths are dropped until it holds. When no
+    range down from the example's length holds (the example itself is such a short clip), the
+    file takes the example's length only."""
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    frames = int(example.shape[2])
+    fixed = getattr(model, "fixed_frames", None)
+    multiple = int(getattr(model, "frames_multiple", 1))
+    low = -(-max(int(getattr(model, "min_frames", 1)), 2) // multiple) * multiple
+    while fixed is None and low <= frames:
+        try:
+            axes = {0: batch, 2: _frames_axis(low, multiple)}
+            return torch.export.export(model, (example,), dynamic_shapes={"x": axes}), ClipLengths(
+                low, MAX_FRAMES, multiple)
+        except Exception as e:  # torch._dynamo.exc.UserError: the range violates a guard of the graph
+            if "Constraints violated" not in str(e):
+                raise
+            if "specialized it to be a constant" in str(e):
+                break
+            suggested = re.search(r"Dim\('frames[^']*', min=(\d+)", str(e))
+            low = max(low + multiple, int(suggested.group(1)) * multiple if suggested else 0)
+    fixed = frames if fixed is None else int(fixed)
+    return torch.export.export(model, (example,), dynamic_shapes={"x": {0: batch}}), ClipLengths(fixed, fixed)
+
+
+def export_model(model: torch.nn.Module, path: str | Path, fmt: str, frames: int, size: int, *,
+                 model_name: str = "model", metadata: dict | None = None, tolerance: float = 1e-4,
+                 opset: int = OPSET) -> ExportCheck:
+    """Write ``model`` (in eval mode, fp32, on the CPU) to ``path`` as ``fmt`` (``onnx`` | ``pt2``)
+    for clips ``(N, 3, T, size, size)`` with any N and the clip lengths :func:`trace` finds, then
+    check it (:func:`check_export`).
+
+    ``metadata`` (:data:`METADATA_KEYS`, strings): stored in the ONNX file's ``metadata_props`` or
+    in the ``.pt2`` archive's extra files with the clip lengths (``clip_lengths``), for ``eval.py``
+    to read back (:class:`ExportedModel`). Raises :class:`ExportError` naming the operator when the
+    model cannot be exported, or when the check finds a relative error above ``tolerance``.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    unknown = set(metadata or {}) - set(METADATA_KEYS)
+    if unknown:
+        raise ValueError(f"metadata keys {sorted(unknown)}: an export stores {', '.join(METADATA_KEYS)}")
+    model = model.float().eval().cpu()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.randn(2, 3, frames, size, size, generator=torch.Generator().manual_seed(0))
+    names = output_names(model, example)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with torch.no_grad():
+            program, lengths = trace(model, example)
+            stored = {**(metadata or {}), "clip_lengths": json.dumps(dataclasses.asdict(lengths))}
+            if fmt == "onnx":
+                _write_onnx(program, example, tmp, names, stored, opset)
+            else:
+                torch.export.save(program, tmp, extra_files=stored)
+    except Exception as e:  # noqa: BLE001 - the exporters raise anything; one line names the operator
+        tmp.unlink(missing_ok=True)
+        raise _failure(model_name, fmt, e) from e
+    tmp.replace(path)
+    check = check_export(model, path, frames, size, lengths, names)
+    if not max(check.errors) <= tolerance:
+        raise ExportError(f"{path}: the exported model disagrees with PyTorch ({check.summary()}; tolerance "
+                          f"{tolerance:g}). Fix: report it with the model name; the file is kept for inspection")
+    return check
+
+
+def _write_onnx(program, example, path: Path, names: list[str], metadata: dict, opset: int) -> None:
+    import onnx
+
+    onnx_program = torch.onnx.export(program, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
+                                     output_names=names, verbose=False)
+    proto = onnx_program.model_proto
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+    onnx.save_model(proto, str(path))
+
+
+def check_export(model: torch.nn.Module, path: str | Path, frames: int, size: int, lengths: ClipLengths,
+                 names: list[str] | None = None) -> ExportCheck:
+    """Run the exported file and ``model`` on clips of another batch size and (where ``lengths``
+    allows) another clip length than the export's example; the relative error per output."""
+    import time
+
+    other = frames + lengths.multiple * (1 if lengths.multiple > 1 else 3)
+    x = torch.randn(3, 3, other if lengths.takes(other) else frames, size, size,
+                    generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model(x)
+    expected = (expected,) if isinstance(expected, torch.Tensor) else tuple(expected)
+    start = time.perf_counter()
+    try:
+        got = load_exported(path)(x)
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types
+        raise ExportError(f"{path}: the exported model cannot run clips {tuple(x.shape)} (another batch size and "
+                          f"clip length than the export's example): {' '.join(str(e).split())[:300]}. The exporter "
+                          "fixed a dynamic axis; the file is kept for inspection") from e
+    seconds = time.perf_counter() - start
+    got = (got,) if isinstance(got, torch.Tensor) else tuple(got)
+    errors = [float((g - e).abs().max() / e.abs().max().clamp_min(1e-12)) for g, e in zip(got, expected)]
+    return ExportCheck(tuple(x.shape), errors, seconds, names or [f"output {i}" for i in range(len(errors))], lengths)
+
+
+class ExportedModel(torch.nn.Module):
+    """An exported file behind the model contract: ``(N, 3, T, H, W)`` float clips in, logits (a
+    tuple for several heads) out. ``.onnx`` runs in onnxruntime on the CPU (the
+    ``CUDAExecutionProvider`` when onnxruntime-gpu is installed and ``device`` is CUDA); ``.pt2``
+    is the ``torch.export`` program. ``metadata``: what :func:`export_model` stored."""
+
+    def __init__(self, path: str | Path, device: str = "cpu"):
+        super().__init__()
+        path = Path(path)
+        self.format = path.suffix.lstrip(".")
+        if self.format == "onnx":
+            import onnxruntime
+
+            providers = ["CPUExecutionProvider"]
+            if str(device).startswith("cuda") and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+                providers.insert(0, "CUDAExecutionProvider")
+            session = onnxruntime.InferenceSession(str(path), providers=providers)
+            self.metadata = dict(session.get_modelmeta().custom_metadata_map)
+            name = session.get_inputs()[0].name
+
+            def run(x):
+                return tuple(torch.from_numpy(o) for o in session.run(None, {name: x.float().cpu().numpy()}))
+        elif self.format == "pt2":
+            extra = dict.fromkeys(STORED_KEYS, "")
+            program = torch.export.load(str(path), extra_files=extra)
+            self.metadata = {k: v for k, v in extra.items() if v}
+            # Not a submodule: an exported module refuses .train()/.eval() (it was exported in eval mode).
+            graph = program.module()
+
+            def run(x):
+                return graph(x.float())
+        else:
+            raise ValueError(f"{path}: an exported model is a .onnx or .pt2 file")
+        self._run = run
+        self.num_classes = len(json.loads(self.metadata["class_names"])) if "class_names" in self.metadata else 0
+        lengths = json.loads(self.metadata.get("clip_lengths", "null"))
+        self.lengths = ClipLengths(**lengths) if lengths else None
+
+    def forward(self, x: torch.Tensor):
+        if x.ndim != 5 or x.shape[1] != 3:
+            raise ValueError(f"expected a clip batch (N, 3, T, H, W), got shape {tuple(x.shape)}")
+        if self.lengths is not None and not self.lengths.takes(x.shape[2]):
+            raise ValueError(f"this exported model takes clips of {self.lengths}, got T = {x.shape[2]}. "
+                             f"Fix: data.frames={self.lengths.low}, or export again with frames=<your T>")
+        with torch.no_grad():
+            out = self._run(x)
+        out = (out,) if isinstance(out, torch.Tensor) else tuple(out)
+        out = tuple(o.to(x.device) for o in out)
+        return out[0] if len(out) == 1 else out
+
+
+def load_exported(path: str | Path, fmt: str | None = None) -> ExportedModel:
+    """The exported model of ``path`` (``fmt``: its format when the suffix does not say it)."""
+    path = Path(path)
+    if fmt is not None and path.suffix != f".{fmt}":
+        raise ValueError(f"{path}: expected a .{fmt} file")
+    return ExportedModel(path)
+
+
+def metadata_json(**values) -> dict[str, str]:
+    """Metadata values as JSON strings (the ONNX format stores strings only)."""
+    return {k: json.dumps(v) for k, v in values.items()}
