@@ -62,7 +62,7 @@ def _export_and_compare(name, frames, size, fmt, tmp_path):
     model.eval()
     path = tmp_path / f"{name}.{fmt}"
     check = export_model(model, path, fmt, frames, size, model_name=name, metadata={"model": json.dumps(name)})
-    assert max(check.errors) <= 1e-4 and check.shape[0] == 3
+    assert max(check.errors) <= 1e-4 and check.shape[0] == 4
     exported = load_exported(path)
     assert exported.metadata["model"] == json.dumps(name)
     lengths = {frames, check.shape[2]}
@@ -77,7 +77,7 @@ def _export_and_compare(name, frames, size, fmt, tmp_path):
 def test_sifa_net_exports_for_any_batch_and_clip_length(tmp_path, fmt):
     """SIFA's deformable sampler (GridSample) and custom-backward operator, both heads."""
     check = _export_and_compare("sifa_small", 4, 32, fmt, tmp_path)
-    assert check.outputs == ["logits", "logits_dual"] and check.shape == (3, 3, 7, 32, 32)
+    assert check.outputs == ["logits", "logits_dual"] and check.shape == (4, 3, 7, 32, 32)
 
 
 @pytest.mark.slow

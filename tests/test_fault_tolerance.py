@@ -24,13 +24,14 @@ def _free_port() -> int:
 
 
 FAILING_TRAIN = """
-import runpy, sys
+import runpy, sys, time
 from video_sparse.engine import trainer
 
 def fail_on(rank, where):
     real = getattr(trainer, where)
     def wrapped(run, *args, **kwargs):
         if run.world.rank == rank and (where != "optimizer_step" or run.step == 3):
+            print("failing at %.3f" % time.time(), file=sys.stderr, flush=True)
             raise OSError(28, "No space left on device (injected on rank %d)" % rank)
         return real(run, *args, **kwargs)
     setattr(trainer, where, wrapped)
@@ -62,11 +63,15 @@ def test_one_failing_rank_ends_every_rank_with_its_error_once(tmp_path, tiny_ove
             p.kill()
     elapsed = time.time() - start
     failing, other = outputs[rank][1], outputs[1 - rank][1]
+    failed_at = float(failing.split("failing at ")[1].split()[0])
     assert all(p.returncode != 0 for p in procs)
     assert failing.count("OSError: [Errno 28] No space left on device (injected") == 1, failing[-3000:]
     assert "Traceback" not in other and "injected" not in other, other[-3000:]
     assert f"rank {1 - rank} stops: rank {rank} failed" in other, other[-3000:]
     assert elapsed < 120  # startup and the tiny data set included; a waiting rank would take 30 min
+    gone = time.time() - failed_at
+    print(f"both ranks gone {gone:.1f} s after the error")
+    assert gone < 60  # from the error to both processes gone
 
 
 def test_sigterm_to_every_process_then_resume_is_bit_identical(tmp_path, tiny_overrides):
