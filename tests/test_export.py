@@ -73,7 +73,10 @@ def _export_and_compare(name, frames, size, fmt, tmp_path):
     return check
 
 
-@pytest.mark.parametrize("fmt", ["onnx", pytest.param("pt2", marks=pytest.mark.slow)])  # pt2: also the app test
+# Slow: the default suite exports sifa_small to both formats in the app tests below (checked there
+# at another batch size and clip length, and evaluated).
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["onnx", "pt2"])
 def test_sifa_net_exports_for_any_batch_and_clip_length(tmp_path, fmt):
     """SIFA's deformable sampler (GridSample) and custom-backward operator, both heads."""
     check = _export_and_compare("sifa_small", 4, 32, fmt, tmp_path)
@@ -162,6 +165,15 @@ def test_onnxruntime_evaluation_equals_pytorch(trained_run, tmp_path):
         path_a, label_a, pred_a, *probs_a = a.split(",")
         path_b, label_b, pred_b, *probs_b = b.split(",")
         assert (path_a, label_a, pred_a) == (path_b, label_b, pred_b)
+    # predict with the exported file prints the same classes as with the checkpoint
+    video = rows["torch"][1].split(",")[0]
+    printed = {}
+    for name, checkpoint in (("torch", ckpt), ("onnx", onnx_file)):
+        (tmp_path / f"predict_{name}").mkdir()
+        evaluate_checkpoint(compose("eval", [f"checkpoint={checkpoint}", f"predict=[{video}]", *common[:3]]),
+                            tmp_path / f"predict_{name}")
+        printed[name] = (tmp_path / f"predict_{name}" / "predictions.csv").read_text().splitlines()[1].split(",")[:3]
+    assert printed["onnx"] == printed["torch"]
 
 
 def test_export_command_writes_a_pt2_program_that_eval_runs(trained_run, tmp_path):

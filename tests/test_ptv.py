@@ -222,6 +222,10 @@ def test_eval_app_takes_a_zoo_file_with_model_and_data(tiny_overrides, tmp_path)
     assert (own.pop("weights"), zoo.pop("weights")) == ("model", "file") and own == zoo
     assert (tmp_path / "own/predictions.csv").read_text() == (tmp_path / "zoo/predictions.csv").read_text()
 
+    # the mistakes, in this process (the app prints a UserError as its one line: tests/test_config.py)
+    from video_sparse.apps.checks import check_eval
+    from video_sparse.apps.eval import load_evaluated
+    from video_sparse.errors import UserError
     for args, message in [
             ([f"checkpoint={tmp_path}/zoo.pyth"], "not a train.py checkpoint, so it names neither model nor classes"),
             ([f"checkpoint={tmp_path}/zoo.pyth", "model=x3d_nano"], "Fix: add model=<name> data=<dataset>"),
@@ -230,8 +234,11 @@ def test_eval_app_takes_a_zoo_file_with_model_and_data(tiny_overrides, tmp_path)
             ([f"checkpoint={tmp_path}/run/checkpoints/best.pt", "model=x3d_nano"],
              "is a training checkpoint and brings its model (x3d_nano). Fix: leave model unset"),
             (["checkpoint=pytorchvideo:x3d_s"], "needs the model it is the weights of")]:
-        proc = run_app("eval.py", [*args, *common, f"hydra.run.dir={tmp_path}/error"], tmp_path, check=False)
-        assert proc.returncode != 0 and message in proc.stderr, (args, proc.stderr[-2000:])
+        cfg = compose("eval", [*args, *common])
+        with pytest.raises(UserError) as info:
+            check_eval(cfg)
+            load_evaluated(cfg)
+        assert message in str(info.value), (args, str(info.value))
 
 
 # The zoo's test protocols (PySlowFast's configs/Kinetics/pytorchvideo/*.yaml: NUM_FRAMES x SAMPLING_RATE,

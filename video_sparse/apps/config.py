@@ -271,15 +271,16 @@ class EvalConfig:
 @dataclass
 class ExportConfig:
     """``python -m video_sparse.export checkpoint=... format=onnx|pt2``: write a model as ONNX or as
-    a ``torch.export`` program (any batch size and clip length), then check it against PyTorch."""
+    a ``torch.export`` program (any batch size, the clip lengths its graph allows), then check it
+    against PyTorch."""
 
     checkpoint: Optional[str] = option(None, "a train.py checkpoint, or a weights file with model= and data= (null: "
                                        "model=<name> with its initial or model.pretrained weights)")
     format: str = option("onnx", "onnx (onnxruntime, TensorRT, ...) | pt2 (a torch.export program)",
                          choices=("onnx", "pt2"))
     output: Optional[str] = option(None, "the file to write (null: <model name>.<format> in the run directory)")
-    frames: Optional[int] = option(None, "frames of the example clip (null: data.frames; the file takes any clip "
-                                   "length >= 2)", ge=2)
+    frames: Optional[int] = option(None, "frames of the example clip (null: data.frames); the file takes the clip "
+                                   "lengths on which the model runs the same graph (printed)", ge=2)
     size: Optional[int] = option(None, "frame size, fixed in the file (null: data.size)", ge=8)
     weights: str = option("auto", "auto (the EMA weights when the run kept an EMA) | ema | model",
                           choices=("auto", "ema", "model"))

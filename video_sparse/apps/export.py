@@ -53,6 +53,8 @@ def export_command(cfg: DictConfig, run_dir: Path) -> dict:
     name = model_name = cfg.model.name if cfg.model is not None else _checkpoint_model_name(cfg.checkpoint)
     output = Path(cfg.output) if cfg.output is not None else Path(run_dir) / f"{name}.{cfg.format}"
     data = OmegaConf.to_container(data_cfg, resolve=True) if isinstance(data_cfg, DictConfig) else dict(data_cfg)
+    # what eval.py reads the clips with: the file's own clip shape
+    data.update(frames=int(frames), size=int(size), short_side=max(int(data.get("short_side") or size), int(size)))
     metadata = metadata_json(model=model_name, class_names=list(class_names), data=data, weights=weights,
                              frames=int(frames), size=int(size), source=str(cfg.checkpoint or f"model={name}"))
     print(f"exporting {name} ({weights} weights, {len(class_names)} classes) to {cfg.format} for clips "
