@@ -208,3 +208,12 @@ def test_export_and_runtime_mistakes_are_one_line(trained_run, app, overrides, m
     cfg = compose(app, [o.format(ckpt=ckpt) for o in overrides])
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
         (check_export if app == "export" else check_eval)(cfg)
+
+
+def test_the_python_names_readme_shows():
+    """``from video_sparse.export import export_model, load_exported`` (README, Python API) without
+    importing torch's exporters at ``import video_sparse.export``."""
+    import video_sparse.engine.export as engine
+    from video_sparse.export import ExportError as error, export_model as export, load_exported as load
+
+    assert (export, load, error) == (engine.export_model, engine.load_exported, engine.ExportError)
