@@ -24,8 +24,6 @@ import torch
 
 from ..errors import UserError
 
-log = logging.getLogger(__name__)
-
 FORMATS = ("onnx", "pt2")
 OPSET = 18  # GridSample with 4-D inputs is opset 16; 18 is what the dynamo exporter writes best
 INPUT_NAME = "clips"
@@ -63,7 +61,6 @@ class ExportCheck:
 
     shape: tuple[int, ...]
     errors: list[float]
-    seconds: float
     outputs: list[str] = field(default_factory=list)
     lengths: ClipLengths | None = None  # the clip lengths the file takes
 
@@ -72,13 +69,10 @@ class ExportCheck:
         return f"checked on clips {tuple(self.shape)} (batches of 3 and 1): max relative error {errs}"
 
 
-def output_names(model: torch.nn.Module, example: torch.Tensor) -> list[str]:
+def output_names(program: torch.export.ExportedProgram) -> list[str]:
     """``logits``, and ``logits_dual`` for SIFA-Net's dual frame-skipping head."""
-    with torch.no_grad():
-        out = model(example)
-    if isinstance(out, torch.Tensor):
-        return ["logits"]
-    return ["logits", *(f"logits_{i}" if i > 1 else "logits_dual" for i in range(1, len(out)))]
+    count = len(program.graph_signature.user_outputs)
+    return ["logits", *(f"logits_{i}" if i > 1 else "logits_dual" for i in range(1, count))]
 
 
 def _failure(model_name: str, fmt: str, error: Exception) -> ExportError:
@@ -161,11 +155,11 @@ def export_model(model: torch.nn.Module, path: str | Path, fmt: str, frames: int
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.randn(2, 3, frames, size, size, generator=torch.Generator().manual_seed(0))
-    names = output_names(model, example)
     tmp = path.with_name(path.name + ".tmp")
     try:
         with torch.no_grad(), _quiet(EXPORTER_LOGGERS):
             program, lengths = trace(model, example)
+            names = output_names(program)
             stored = {**(metadata or {}), "clip_lengths": json.dumps(dataclasses.asdict(lengths))}
             if fmt == "onnx":
                 _write_onnx(program, example, tmp, names, stored, opset)
@@ -219,15 +213,11 @@ def check_export(model: torch.nn.Module, path: str | Path, frames: int, size: in
                  names: list[str] | None = None) -> ExportCheck:
     """Run the exported file and ``model`` on clips of another batch size and (where ``lengths``
     allows) another clip length than the export's example; the relative error per output."""
-    import time
-
     other = frames + lengths.multiple * (1 if lengths.multiple > 1 else 3)
     x = torch.randn(4, 3, other if lengths.takes(other) else frames, size, size,
                     generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        expected = model(x)
-    expected = _as_tuple(expected)
-    start = time.perf_counter()
+        expected = _as_tuple(model(x))
     try:
         exported = load_exported(path)
         # a batch of 3 and a single clip: exporters may assume a batch axis is not 1
@@ -236,9 +226,8 @@ def check_export(model: torch.nn.Module, path: str | Path, frames: int, size: in
         raise ExportError(f"{path}: the exported model cannot run clips {tuple(x.shape)} (another batch size and "
                           f"clip length than the export's example): {' '.join(str(e).split())[:300]}. The exporter "
                           "fixed a dynamic axis; the file is kept for inspection") from e
-    seconds = time.perf_counter() - start
     errors = [float((g - e).abs().max() / e.abs().max().clamp_min(1e-12)) for g, e in zip(got, expected)]
-    return ExportCheck(tuple(x.shape), errors, seconds, names or [f"output {i}" for i in range(len(errors))], lengths)
+    return ExportCheck(tuple(x.shape), errors, names or [f"output {i}" for i in range(len(errors))], lengths)
 
 
 class ExportedModel(torch.nn.Module):
@@ -281,8 +270,7 @@ class ExportedModel(torch.nn.Module):
                 # torch.export may keep a runtime assertion that the batch is not 1 (an axis that
                 # merges batch and frames was traced as different from the frames alone): then a
                 # single clip runs as a batch of two copies.
-                out = graph(x.float().expand(2, *x.shape[1:]))
-                return out[:1] if isinstance(out, torch.Tensor) else tuple(o[:1] for o in out)
+                return tuple(o[:1] for o in _as_tuple(graph(x.float().expand(2, *x.shape[1:]))))
         else:
             raise ValueError(f"{path}: an exported model is a .onnx or .pt2 file")
         self._run = run
@@ -297,17 +285,12 @@ class ExportedModel(torch.nn.Module):
             raise ValueError(f"this exported model takes clips of {self.lengths}, got T = {x.shape[2]}. "
                              f"Fix: data.frames={self.lengths.low}, or export again with frames=<your T>")
         with torch.no_grad():
-            out = self._run(x)
-        out = (out,) if isinstance(out, torch.Tensor) else tuple(out)
-        out = tuple(o.to(x.device) for o in out)
+            out = tuple(o.to(x.device) for o in _as_tuple(self._run(x)))
         return out[0] if len(out) == 1 else out
 
 
-def load_exported(path: str | Path, fmt: str | None = None) -> ExportedModel:
-    """The exported model of ``path`` (``fmt``: its format when the suffix does not say it)."""
-    path = Path(path)
-    if fmt is not None and path.suffix != f".{fmt}":
-        raise ValueError(f"{path}: expected a .{fmt} file")
+def load_exported(path: str | Path) -> ExportedModel:
+    """The exported model of a ``.onnx`` or ``.pt2`` file, run on the CPU."""
     return ExportedModel(path)
 
 
