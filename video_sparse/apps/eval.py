@@ -38,7 +38,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     from ..tracking import Tracker
 
     world = init_distributed(cfg.trainer.device)
-    model, data_cfg, class_names, class_source, weights = load_evaluated(cfg)
+    model, data_cfg, class_names, class_source, weights, _ = load_evaluated(cfg)
     device = resolve_device(cfg.trainer.device, world.local_rank)
     model.to(device)
     clips, crops, rt = cfg.test.clips, cfg.test.crops, cfg.trainer
@@ -92,7 +92,7 @@ def _load_exported(cfg: DictConfig) -> "Evaluated":
     meta = {k: json.loads(v) for k, v in model.metadata.items()}
     data_cfg = checkpoint_data_config(meta["data"], cfg.data)
     return Evaluated(model, data_cfg, meta["class_names"], f"the exported {cfg.checkpoint}",
-                     f"{meta.get('weights', '?')} ({model.format})")
+                     f"{meta.get('weights', '?')} ({model.format})", meta.get("model", "?"))
 
 
 class Evaluated(NamedTuple):
@@ -101,6 +101,7 @@ class Evaluated(NamedTuple):
     class_names: list[str]
     class_source: str  # where class_names come from, for messages
     weights: str       # ema | model | file
+    model_name: str
 
 
 def load_evaluated(cfg: DictConfig) -> Evaluated:
@@ -137,7 +138,7 @@ def load_evaluated(cfg: DictConfig) -> Evaluated:
         model.load_state_dict(ema_weights(ckpt) if use_ema else ckpt["model"])
         data_cfg = cfg.data if own_data else checkpoint_data_config(ckpt["config"]["data"], cfg.data)
         return Evaluated(model, data_cfg, class_names, f"the checkpoint {cfg.checkpoint}",
-                         "ema" if use_ema else "model")
+                         "ema" if use_ema else "model", ckpt["config"]["model"]["name"])
     if cfg.model is None or not own_data:
         raise ConfigError(f"checkpoint: {cfg.checkpoint} is a weights file, not a train.py checkpoint, so it names "
                           "neither model nor classes. Fix: add model=<name> data=<dataset> (with data.labels or "
@@ -152,7 +153,7 @@ def load_evaluated(cfg: DictConfig) -> Evaluated:
         raise CheckpointError(f"{cfg.checkpoint} does not fit model={cfg.model.name} with {len(class_names)} classes "
                               f"({class_source}): {loaded.summary()}. Fix: the model=<name> those weights were "
                               "trained as, and the class list they were trained on (data.labels)")
-    return Evaluated(model, cfg.data, class_names, class_source, "file")
+    return Evaluated(model, cfg.data, class_names, class_source, "file", cfg.model.name)
 
 
 def _summary_table(metrics: dict) -> str:

@@ -24,38 +24,38 @@ def main() -> None:
 
 
 def _model_to_export(cfg: DictConfig):
-    """``(model, data config, class names, weights)`` of ``cfg.checkpoint``, or of ``cfg.model`` alone."""
+    """``(model, data config, class names, weights, model name)`` of ``cfg.checkpoint``, or of
+    ``cfg.model`` alone."""
     from ..data import dataset_classes
     from ..models import model_from_config
     from ..models.registry import variants
     from .eval import load_evaluated
 
     if cfg.checkpoint is not None:
-        model, data_cfg, class_names, _, weights = load_evaluated(cfg)
-        return model, data_cfg, class_names, weights
+        model, data_cfg, class_names, _, weights, name = load_evaluated(cfg)
+        return model, data_cfg, class_names, weights, name
     if "name" in cfg.data:  # data=<dataset>: its class list
         class_names, _ = dataset_classes(cfg.data)
     else:
         class_names = [f"class_{i}" for i in range(variants()[cfg.model.name].num_classes)]
     weights = "pretrained" if cfg.model.get("pretrained") else "initial"
-    return model_from_config(cfg.model, len(class_names)), cfg.data, class_names, weights
+    return model_from_config(cfg.model, len(class_names)), cfg.data, class_names, weights, cfg.model.name
 
 
 def export_command(cfg: DictConfig, run_dir: Path) -> dict:
     """Export, check and report; returns the output path and the check's numbers."""
     from ..engine.export import export_model, metadata_json
 
-    model, data_cfg, class_names, weights = _model_to_export(cfg)
+    model, data_cfg, class_names, weights, name = _model_to_export(cfg)
     frames, size = cfg.frames or data_cfg.get("frames"), cfg.size or data_cfg.get("size")
     if frames is None or size is None:
         raise ConfigError(f"model={cfg.model.name} without a checkpoint or data=<dataset> has no clip shape. "
                           "Fix: frames=8 size=224 (or data=<dataset>)")
-    name = model_name = cfg.model.name if cfg.model is not None else _checkpoint_model_name(cfg.checkpoint)
     output = Path(cfg.output) if cfg.output is not None else Path(run_dir) / f"{name}.{cfg.format}"
     data = OmegaConf.to_container(data_cfg, resolve=True) if isinstance(data_cfg, DictConfig) else dict(data_cfg)
     # what eval.py reads the clips with: the file's own clip shape
     data.update(frames=int(frames), size=int(size), short_side=max(int(data.get("short_side") or size), int(size)))
-    metadata = metadata_json(model=model_name, class_names=list(class_names), data=data, weights=weights,
+    metadata = metadata_json(model=name, class_names=list(class_names), data=data, weights=weights,
                              frames=int(frames), size=int(size), source=str(cfg.checkpoint or f"model={name}"))
     print(f"exporting {name} ({weights} weights, {len(class_names)} classes) to {cfg.format} for clips "
           f"(N, 3, T, {size}, {size}) ...", flush=True)
@@ -64,12 +64,6 @@ def export_command(cfg: DictConfig, run_dir: Path) -> dict:
     print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB), any batch size and {check.lengths}; "
           f"{check.summary()} (tolerance {cfg.tolerance:g})")
     return {"output": str(output), "errors": check.errors, "shape": list(check.shape), "lengths": str(check.lengths)}
-
-
-def _checkpoint_model_name(path: str) -> str:
-    from ..engine.checkpoint import load_checkpoint
-
-    return load_checkpoint(path)["config"]["model"]["name"]
 
 
 if __name__ == "__main__":
