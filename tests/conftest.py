@@ -28,7 +28,8 @@ def compose(config_name, overrides):
 
     import video_sparse.apps.config  # noqa: F401  (registers the schema)
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=overrides)
+        return hydra_compose(config_name=config_name,
+                             overrides=video_sparse.apps.config.expand_shorthands(config_name, overrides))
 
 
 def compose_with_hydra(config_name, overrides):
@@ -37,7 +38,8 @@ def compose_with_hydra(config_name, overrides):
 
     import video_sparse.apps.config  # noqa: F401  (registers the schema)
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+        return hydra_compose(config_name=config_name, return_hydra_config=True,
+                             overrides=video_sparse.apps.config.expand_shorthands(config_name, overrides))
 
 
 def run_app(script, args, cwd, timeout=300, check=True):
@@ -49,3 +51,18 @@ def run_app(script, args, cwd, timeout=300, check=True):
         raise AssertionError(f"{script} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
                              f"{proc.stderr[-5000:]}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, motion_cache):
+    """A one-epoch sifa_small run on a tiny motion set (10 validation videos), shared by the tests
+    of what eval.py does with a checkpoint."""
+    from video_sparse.engine import trainer
+
+    run_dir = tmp_path_factory.mktemp("trained_run")
+    overrides = [f"data.cache_dir={motion_cache}", "data.train_size=20", "data.val_size=10", "data.video_frames=8",
+                 "data.video_size=32", "data.frames=4", "data.size=32", "data.short_side=32", "trainer.epochs=1",
+                 "trainer.batch_size=4", "trainer.num_workers=0", "logger.mode=disabled", "trainer.device=cpu",
+                 "model=sifa_small"]
+    trainer.train(compose("train", overrides), run_dir)
+    return run_dir

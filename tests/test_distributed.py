@@ -1,5 +1,6 @@
 """DDP on CPU: two gloo processes under torchrun train one run (one set of files) and evaluate
-every video exactly once, matching a single-process evaluation of the same checkpoint."""
+every video exactly once, matching a single-process evaluation of the same checkpoint (metrics,
+predictions and extracted features)."""
 import csv
 import json
 import subprocess
@@ -60,6 +61,17 @@ def test_two_process_training_and_evaluation_match_one_process(tmp_path, tiny_ov
     for ra, rb in zip(a, b):
         assert ra["pred"] == rb["pred"]
         assert float(ra["top1_prob"]) == pytest.approx(float(rb["top1_prob"]), abs=1e-5)
+
+    # features=true: each rank writes its shard, rank 0 gathers one file equal to a single process's
+    run_app("eval.py", common + ["features=true", "test.clips=2", f"hydra.run.dir={tmp_path / 'f1'}"], tmp_path)
+    torchrun("eval.py", common + ["features=true", "test.clips=2", f"hydra.run.dir={tmp_path / 'f2'}"], tmp_path)
+    import numpy as np
+    one, two = np.load(tmp_path / "f1" / "features.npy"), np.load(tmp_path / "f2" / "features.npy")
+    assert one.shape[:2] == (11, 3)
+    np.testing.assert_allclose(two, one, rtol=1e-5, atol=1e-6)
+    assert (tmp_path / "f2" / "features.csv").read_text() == (tmp_path / "f1" / "features.csv").read_text()
+    assert json.loads((tmp_path / "f2" / "features.json").read_text())["processes"] == 2
+    assert not list((tmp_path / "f2").glob("features.part*"))
 
 
 def test_submitit_tasks_form_one_ddp_run(tmp_path, tiny_overrides):

@@ -127,20 +127,6 @@ def test_a_model_that_cannot_be_exported_gets_one_line_naming_the_operator(tmp_p
     assert not (tmp_path / f"bad.{fmt}").exists() and not list(tmp_path.glob("*.tmp"))
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, motion_cache):
-    """A one-epoch sifa_small run on a tiny motion set."""
-    from video_sparse.engine import trainer
-
-    run_dir = tmp_path_factory.mktemp("export_run")
-    overrides = [f"data.cache_dir={motion_cache}", "data.train_size=20", "data.val_size=10", "data.video_frames=8",
-                 "data.video_size=32", "data.frames=4", "data.size=32", "data.short_side=32", "trainer.epochs=1",
-                 "trainer.batch_size=4", "trainer.num_workers=0", "logger.mode=disabled", "trainer.device=cpu",
-                 "model=sifa_small"]
-    trainer.train(compose("train", overrides), run_dir)
-    return run_dir
-
-
 def test_onnxruntime_evaluation_equals_pytorch(trained_run, tmp_path):
     """export, then eval.py with the .onnx (runtime=onnxruntime) and with the checkpoint: the
     same top-1 and, per video, the same probabilities; predict works the same way."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..data.annotations import DATASETS
+from ..data.annotations import ANNOTATION_SUFFIXES, DATASETS
 from ..models.registry import model_spec, unknown_model_message, variants
 from ..options import ConfigError, check_options
 
@@ -134,7 +134,7 @@ def check_train(cfg: DictConfig) -> None:
 
 def check_eval(cfg: DictConfig) -> None:
     """Everything ``eval.py`` reads before it opens the checkpoint."""
-    _check_sections(cfg, ("logger", "trainer", "test"))
+    _check_sections(cfg, ("logger", "trainer", "test", "predict"))
     check_options(cfg, "", OmegaConf.get_type(cfg))
     check_device(cfg)
     if cfg.model is not None:
@@ -165,10 +165,33 @@ def check_eval(cfg: DictConfig) -> None:
     if exported and cfg.weights != "auto":
         raise ConfigError(f"weights={cfg.weights}: {cfg.checkpoint} holds the weights it was exported with. "
                           "Fix: weights=auto")
-    predict = cfg.predict
-    for p in [predict] if isinstance(predict, str) else (predict or []):
+    _check_predict(cfg.predict)
+    if cfg.features and exported:
+        raise ConfigError(f"features=true: the exported {cfg.checkpoint} outputs logits only. Fix: checkpoint=<the "
+                          "train.py checkpoint it was exported from>")
+    if cfg.features and cfg.predict.window is not None:
+        raise ConfigError("features=true and predict.window: features are per video, a timeline per window. "
+                          "Fix: drop one of them")
+
+
+def _check_predict(predict: DictConfig) -> None:
+    paths = predict.paths
+    paths = [paths] if isinstance(paths, str) else list(paths or [])
+    for p in paths:
         if not os.path.isfile(str(p)):
             raise ConfigError(f"predict: video not found: {p}. Fix: predict='[a.mp4,b.webm]' with existing files")
+    if predict.window is None:
+        if predict.stride is not None:
+            raise ConfigError(f"predict.stride={predict.stride} needs predict.window (seconds per window). "
+                              "Fix: add predict.window=<seconds>")
+        return
+    if not paths:
+        raise ConfigError(f"predict.window={predict.window}: a timeline needs a video. "
+                          f"Fix: predict=/path/long.mp4 predict.window={predict.window}")
+    listed = [p for p in paths if Path(str(p)).suffix.lower() in ANNOTATION_SUFFIXES]
+    if listed:
+        raise ConfigError(f"predict.window: timelines are made of video files, {listed[0]} is an annotation file. "
+                          "Fix: predict='[a.mp4,b.mp4]' with the videos")
 
 
 def check_export(cfg: DictConfig) -> None:

@@ -245,6 +245,18 @@ class DataOverrides:
 
 
 @dataclass
+class PredictConfig:
+    """``eval.py predict=<files>`` (short for ``predict.paths``): classify files instead of
+    evaluating; with ``predict.window``, a timeline of each video."""
+
+    paths: Optional[Any] = option(None, "a video path or a list of paths (or annotation files) to classify")
+    topk: int = option(5, "classes printed per predicted video (predict_topk=K is short for predict.topk=K)", ge=1)
+    window: Optional[float] = option(None, "seconds: slide clips of this length over each whole video and write a "
+                                     "timeline of class probabilities (null: one prediction per video)", gt=0)
+    stride: Optional[float] = option(None, "seconds between timeline windows (null: half the window)", gt=0)
+
+
+@dataclass
 class EvalConfig:
     """``python eval.py checkpoint=...``: evaluate a checkpoint with multi-view testing, or classify
     files (``predict=[...]``)."""
@@ -254,9 +266,12 @@ class EvalConfig:
                                        "downloads one) with model= and data=")
     split: str = option("val", "annotation to evaluate: val (data.val_ann) | test (data.test_ann)",
                         choices=("val", "test"))
-    predict: Optional[Any] = option(None, "a video path or a list of paths (or annotation files) to classify "
-                                    "instead of evaluating")
-    predict_topk: int = option(5, "classes printed per predicted video", ge=1)
+    predict: PredictConfig = field(default_factory=lambda: PredictConfig())
+    features: bool = option(False, "write the pooled pre-classifier features of every video (of split, or of "
+                            "predict.paths) instead of evaluating: features.npy (per view and averaged, every head) "
+                            "and features.csv")
+    features_dir: Optional[str] = option(None, "where the feature files go (null: the run directory); an unfinished "
+                                         "extraction there is resumed")
     weights: str = option("auto", "auto (the EMA weights when the run kept an EMA; a weights file's own) | ema | model",
                           choices=("auto", "ema", "model"))
     runtime: str = option("auto", "what runs the model: auto (onnxruntime for an exported .onnx checkpoint, else "
@@ -304,6 +319,19 @@ class ScanConfig:
 
 
 APPS = {"train": TrainConfig, "eval": EvalConfig, "scan": ScanConfig, "export": ExportConfig}
+# Shorter spellings of keys on the command line (key=value -> full.key=value), per app: the
+# documented commands classify files with predict=... and predict_topk=...
+SHORTHANDS = {"eval": {"predict": "predict.paths", "predict_topk": "predict.topk"}}
+
+
+def expand_shorthands(app: str, overrides: list[str]) -> list[str]:
+    """``overrides`` with each shorthand key of ``app`` (:data:`SHORTHANDS`) spelled out."""
+    names = SHORTHANDS.get(app, {})
+    out = []
+    for arg in overrides:
+        key, eq, value = arg.partition("=")
+        out.append(f"{names[key]}={value}" if eq and key in names else arg)
+    return out
 GROUPS = {"data": {"list": DataConfig, "motion": MotionDataConfig, "run": DataOverrides},
           "optim": {"sgd": SGDConfig, "adamw": AdamWConfig},
           "sched": {"cosine": CosineScheduleConfig}, "logger": {"wandb": LoggerConfig}}

@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
 from ..errors import UserError
-from . import config as schema  # noqa: F401  (registers the structured configs)
+from . import config as schema  # registers the structured configs
 
 log = logging.getLogger("video_sparse")
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -163,6 +163,7 @@ def main(config_name: str, task: Callable[[DictConfig, Path], Any], check: Calla
     :func:`run_task`. Composition errors (unknown group option or key, wrong type, unparsable
     override) end in :func:`fail`."""
     argv = sys.argv
+    argv[1:] = schema.expand_shorthands(config_name, argv[1:])
     if "--help" in argv[1:] or "-h" in argv[1:]:
         from .help import print_help
         _reporting_hydra_errors(argv, config_name, lambda: print_help(config_name, argv))

@@ -121,7 +121,7 @@ def _decode_decord(path: str, choose: IndexFn, short_side: int | None = None) ->
     return reader.get_batch(list(idx)).asnumpy()
 
 
-def _to_rgb(frame, short_side: int | None) -> np.ndarray:
+def frame_to_rgb(frame, short_side: int | None) -> np.ndarray:
     """A PyAV frame as RGB ``(H, W, 3)``, scaled down when its short side exceeds ``short_side``
     (FFmpeg's bilinear scaler, which widens its filter when shrinking; decord uses the same)."""
     if short_side and min(frame.height, frame.width) > short_side:
@@ -176,7 +176,7 @@ def _decode_pyav_linear(path: str, choose: IndexFn, chosen: tuple[int, np.ndarra
     with av.open(path) as container:
         for i, frame in enumerate(container.decode(video=0)):
             if i in wanted:
-                frames[i] = _to_rgb(frame, short_side)
+                frames[i] = frame_to_rgb(frame, short_side)
             if i == last:
                 break
     return np.stack([frames[i] for i in idx.tolist()])
@@ -249,6 +249,16 @@ class _PacketIndex:
         return int(self.keyframes[j])
 
 
+def indexed_frame_count(path: str) -> int | None:
+    """The exact frame count of a video's first video stream from its packets, without decoding
+    them (:class:`_PacketIndex`); None when its packets cannot index its frames."""
+    import av
+
+    with av.open(path) as container:
+        index = _PacketIndex.read(container, container.streams.video[0]) if container.streams.video else None
+    return index.num_frames if index is not None else None
+
+
 class _SeekingDecoder:
     """Decodes the frames of a :class:`_PacketIndex` in increasing index order, seeking forward to a
     frame's keyframe when it lies ahead of the packets read, and checking that what the decoder
@@ -316,7 +326,7 @@ class _SeekingDecoder:
                 raise _Irregular(f"the decoder output frame {i} after frame {self.expect - 1}")
             self.expect = i + 1
             if i in todo:
-                frames[i] = _to_rgb(frame, self.short_side)
+                frames[i] = frame_to_rgb(frame, self.short_side)
 
 
 BACKENDS = {"decord": _decode_decord, "pyav": _decode_pyav}

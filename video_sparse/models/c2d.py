@@ -125,6 +125,12 @@ class C2DResNet(nn.Module):
             return int(root[len("layer")])
         return 5 if root.startswith("head") else 0
 
+    def classifiers(self) -> dict[str, nn.Linear]:
+        """The final linear layer of each head (``main``, and ``dual`` with the dual branch): their
+        inputs are the pooled pre-classifier features (``eval.py features=true``)."""
+        heads = {"main": self.head, "dual": self.head_dual} if self.dual else {"main": self.head}
+        return {name: head.fc for name, head in heads.items()}
+
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(N, 3, T, H, W)`` -> last-stage features of the main and (or None) dual branch."""
         if x.ndim != 5:

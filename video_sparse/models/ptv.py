@@ -128,6 +128,11 @@ class PyTorchVideoModel(nn.Module):
         """The final linear layer (the one a new class count replaces)."""
         return [m for m in self.net.modules() if isinstance(m, nn.Linear)][-1]
 
+    def classifiers(self) -> dict[str, nn.Linear]:
+        """``{"main": classifier()}``: its input, averaged over the positions it is applied at, is
+        the pooled pre-classifier feature (``eval.py features=true``)."""
+        return {"main": self.classifier()}
+
     def zoo_state_to_model(self, state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
         """A pytorchvideo zoo state_dict -> this model's names (prefix ``net.``); the classifier is
         dropped when its class count differs from the model's. Returns the state and the dropped keys."""

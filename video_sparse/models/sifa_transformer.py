@@ -125,6 +125,12 @@ class SIFATransformer(nn.Module):
                     out[dst + internal_name(k)[len(src):]] = v
         return out, sorted(dropped)
 
+    def classifiers(self) -> dict[str, nn.Linear]:
+        """The final linear layer of each head (``main``, and ``dual`` with the dual branch): their
+        inputs are the pooled pre-classifier features (``eval.py features=true``)."""
+        heads = {"main": self.head, "dual": self.head_dual} if self.dual else {"main": self.head}
+        return {name: head.fc for name, head in heads.items()}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if x.ndim != 5:
             raise ValueError(f"expected a clip batch (N, 3, T, H, W), got shape {tuple(x.shape)}")

@@ -1,0 +1,154 @@
+"""Clips of windows slid over a whole video, from one pass of its decoder (``eval.py predict.window``).
+
+A window of ``window`` seconds is ``W = round(window * fps)`` frames, windows start every
+``S = round(stride * fps)`` frames from frame 0, and a last one ends at the last frame when the
+regular ones stop short of it (a video shorter than a window is one window of the whole video).
+Each window is sampled as evaluation samples a video of W frames (``FrameSampler.eval_indices``:
+``clips`` temporal views) and cropped ``crops`` ways, so a window scores as a video of its frames
+would. The frame rate is the stream's average one: in a variable-rate video a window holds W
+frames, whatever their timestamps (the CSV gives the times of its first and last frame).
+
+The video is decoded once, front to back, by PyAV. When its packets give the exact frame count
+(one pass over them without decoding, :func:`~.decode.indexed_frame_count`), the windows are planned
+ahead and only the frames they sample are converted to RGB, at the short side the clip transform
+needs, and kept until the last window using them is out. Otherwise (e.g. VP8) every frame is
+converted and the last W kept, for the window ending at the last frame. Memory stays at a window's
+frames whatever the video's length.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .decode import VideoDecodeError, frame_to_rgb, indexed_frame_count
+from .sampling import FrameSampler
+from .transforms import ClipTransform
+
+
+@dataclass(frozen=True)
+class Window:
+    """Frames ``[start, stop)`` of the video, shown from ``start_s`` to ``end_s`` seconds."""
+
+    index: int
+    start: int
+    stop: int
+    start_s: float
+    end_s: float
+
+
+def window_frames(window_s: float, stride_s: float, fps: float) -> tuple[int, int]:
+    """``(W, S)``: frames per window and between window starts at ``fps`` (at least 1 each)."""
+    return max(1, round(window_s * fps)), max(1, round(stride_s * fps))
+
+
+def window_starts(num_frames: int, length: int, stride: int) -> list[int]:
+    """Start frames of the windows over a video of ``num_frames`` frames (see the module docstring)."""
+    if num_frames <= length:
+        return [0]
+    starts = list(range(0, num_frames - length + 1, stride))
+    if starts[-1] + length < num_frames:
+        starts.append(num_frames - length)
+    return starts
+
+
+class WindowClips:
+    """Iterate ``(Window, clip views (V, 3, T, size, size))`` over ``path`` in time order, V = clips x
+    crops. ``fps``, ``length`` (W) and ``stride`` (S) are known once the video is open; ``windows``
+    estimates how many (from the stream's frame count; None when the container does not say).
+    A video that cannot be opened or decoded at all raises :class:`VideoDecodeError`; one that
+    breaks off later ends the iteration early, with the reason in ``error``."""
+
+    def __init__(self, path: str, sampler: FrameSampler, transform: ClipTransform, window_s: float, stride_s: float,
+                 clips: int = 1, crops: int = 1):
+        import av
+
+        self.path, self.sampler, self.transform, self.clips, self.crops = path, sampler, transform, clips, crops
+        try:
+            self.container = av.open(path)
+        except Exception as e:  # noqa: BLE001 - FFmpeg raises anything on a file it cannot open
+            raise VideoDecodeError(f"{path}: cannot open ({type(e).__name__}: {e})") from e
+        if not self.container.streams.video:
+            self.container.close()
+            raise VideoDecodeError(f"{path}: no video stream")
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        rate = self.stream.average_rate or self.stream.guessed_rate
+        if not rate:
+            self.container.close()
+            raise VideoDecodeError(f"{path}: the stream gives no frame rate")
+        self.fps = float(rate)
+        self.length, self.stride = window_frames(window_s, stride_s, self.fps)
+        try:
+            self.num_frames = indexed_frame_count(path)
+        except Exception:  # noqa: BLE001 - not indexable: the windows are found while decoding
+            self.num_frames = None
+        self.windows = (len(window_starts(self.num_frames, self.length, self.stride)) if self.num_frames
+                        else None)  # for progress bars
+        self.error: str | None = None  # why decoding stopped before the end, once iterated
+
+    def _indices(self, start: int, length: int) -> list[np.ndarray]:
+        """Frames of each temporal view of window ``[start, start + length)``."""
+        return [start + self.sampler.eval_indices(length, view=c, num_views=self.clips) for c in range(self.clips)]
+
+    def _clip(self, frames: dict[int, np.ndarray], start: int, length: int) -> torch.Tensor:
+        views = []
+        for idx in self._indices(start, length):
+            rgb = np.stack([frames[i] for i in idx.tolist()])
+            views += [self.transform(rgb, crop=k, num_crops=self.crops) for k in range(self.crops)]
+        return torch.stack(views)
+
+    def __iter__(self) -> Iterator[tuple[Window, torch.Tensor]]:
+        """With the frame count known from the packets, the windows are planned and only their frames
+        are converted to RGB; otherwise the last W frames are kept for the window ending at the last
+        frame, which is found when the stream ends."""
+        W, S, side, n = self.length, self.stride, self.transform.decode_short_side, self.num_frames
+        plan = [(s, min(W, n)) for s in window_starts(n, W, S)] if n else None
+        needed = {int(i) for s, length in plan for idx in self._indices(s, length) for i in idx} if plan else None
+        frames: dict[int, np.ndarray] = {}
+        times: deque = deque(maxlen=W)  # the times of the last W frames
+        count = emitted = 0
+        try:
+            for frame in self.container.decode(self.stream):
+                if plan is not None and count == n:
+                    break
+                if needed is None or count in needed:
+                    frames[count] = frame_to_rgb(frame, side)
+                times.append(frame.time if frame.time is not None else count / self.fps)
+                count += 1
+                if plan is None:
+                    plan_next = [(emitted * S, W)] if count == emitted * S + W else []
+                else:
+                    plan_next = plan[emitted:emitted + 1] if sum(plan[emitted]) == count else []
+                for start, length in plan_next:
+                    yield self._window(emitted, start, length, times, count), self._clip(frames, start, length)
+                    emitted += 1
+                # keep what a later window may need: from the next planned start, or the last W frames
+                keep = plan[emitted][0] if plan is not None and emitted < len(plan) else count - W
+                for i in [i for i in frames if i < keep]:
+                    del frames[i]
+        except Exception as e:  # noqa: BLE001 - a corrupt packet ends the pass; the windows before it stand
+            if count == 0:
+                raise VideoDecodeError(f"{self.path}: cannot decode ({type(e).__name__}: {e})") from e
+            self.error = f"decoding stopped at frame {count} ({type(e).__name__}: {str(e).strip()[:200]})"
+            return
+        finally:
+            self.container.close()
+        if count == 0:
+            raise VideoDecodeError(f"{self.path}: no frames")
+        if plan is not None:
+            if emitted < len(plan):
+                self.error = f"the stream ended at frame {count}, its packets list {n}"
+            return
+        tail = window_starts(count, W, S)[-1]
+        if emitted == 0 or tail > (emitted - 1) * S:  # the end is not covered yet (or a video shorter than W)
+            length = min(W, count)
+            yield self._window(emitted, tail, length, times, count), self._clip(frames, tail, length)
+
+    def _window(self, index: int, start: int, length: int, times: deque, count: int) -> Window:
+        first = count - len(times)  # the frame times[0] is of
+        end = times[start + length - 1 - first] + 1.0 / self.fps
+        return Window(index, start, start + length, round(float(times[start - first]), 6), round(float(end), 6))
