@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, run_app
+from conftest import ROOT, compose, run_app
 
 
 def torchrun(script, args, cwd, nproc=2, timeout=400):
@@ -63,7 +63,9 @@ def test_two_process_training_and_evaluation_match_one_process(tmp_path, tiny_ov
         assert float(ra["top1_prob"]) == pytest.approx(float(rb["top1_prob"]), abs=1e-5)
 
     # features=true: each rank writes its shard, rank 0 gathers one file equal to a single process's
-    run_app("eval.py", common + ["features=true", "test.clips=2", f"hydra.run.dir={tmp_path / 'f1'}"], tmp_path)
+    from video_sparse.apps.eval import evaluate_checkpoint
+    (tmp_path / "f1").mkdir()
+    evaluate_checkpoint(compose("eval", common + ["features=true", "test.clips=2"]), tmp_path / "f1")  # in process
     torchrun("eval.py", common + ["features=true", "test.clips=2", f"hydra.run.dir={tmp_path / 'f2'}"], tmp_path)
     import numpy as np
     one, two = np.load(tmp_path / "f1" / "features.npy"), np.load(tmp_path / "f2" / "features.npy")

@@ -130,11 +130,12 @@ register_variant("sifa_cswin_nano", SIFACSWinSpec(**CSWIN_NANO), 10,
 register_variant("c2d_cswin_nano", SIFACSWinSpec(**CSWIN_NANO, **ORDER_BLIND), 10,
                  "sifa_cswin_nano without SIFA and the dual branch: order-blind.")
 # Slide-Swin with Swin's 4x4 embedding and its first two mergings at stride 1 (same parameters): the
-# 16/16/16/8 maps of the other nanos. (Merging by 2 after every stage leaves the head a 4x4 map at
-# stride 16 and learns the benchmark slowly: 0.66 top-1 after 17 epochs; with the conv stem it is where it
-# was without after 8 epochs, 0.40, pair 0.80; docs/benchmarks.md.)
+# 16/16/16/8 maps of the other nanos, and a depthwise 3x3 conv before every block (cpe), as DPT_NANO.
+# Without it the nano learns the motions but not their direction (0.51 top-1, pair 0.95, after 13
+# epochs); with it, trained at lr 2.5e-4 (at 5e-4 it stays at chance for 3 epochs), 0.982
+# (docs/benchmarks.md).
 SLIDE_NANO = dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(2, 2, 4, 4), patch_size=4, merge_strides=(1, 1, 2),
-                  img_size=64, **NANO_VIDEO)
+                  img_size=64, cpe=True, **NANO_VIDEO)
 register_variant("sifa_slide_nano", SIFASlideSwinSpec(**SLIDE_NANO), 10,
                  "CPU-sized SIFA-Slide-Swin for the motion benchmark (64 px clips).")
 register_variant("c2d_slide_nano", SIFASlideSwinSpec(**SLIDE_NANO, **ORDER_BLIND), 10,
