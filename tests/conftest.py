@@ -15,12 +15,16 @@ def motion_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("motion_cache")
 
 
-@pytest.fixture
-def tiny_overrides(motion_cache):
+def tiny(motion_cache):
     """Hydra overrides for a seconds-long run on a tiny motion set."""
     return [f"data.cache_dir={motion_cache}", "data.train_size=20", "data.val_size=10", "data.video_frames=8",
             "data.video_size=32", "data.frames=4", "data.size=32", "data.short_side=32", "trainer.epochs=1",
             "trainer.batch_size=4", "trainer.num_workers=0", "logger.mode=disabled", "trainer.device=cpu"]
+
+
+@pytest.fixture
+def tiny_overrides(motion_cache):
+    return tiny(motion_cache)
 
 
 def compose(config_name, overrides):
@@ -60,9 +64,18 @@ def trained_run(tmp_path_factory, motion_cache):
     from video_sparse.engine import trainer
 
     run_dir = tmp_path_factory.mktemp("trained_run")
-    overrides = [f"data.cache_dir={motion_cache}", "data.train_size=20", "data.val_size=10", "data.video_frames=8",
-                 "data.video_size=32", "data.frames=4", "data.size=32", "data.short_side=32", "trainer.epochs=1",
-                 "trainer.batch_size=4", "trainer.num_workers=0", "logger.mode=disabled", "trainer.device=cpu",
-                 "model=sifa_small"]
+    overrides = tiny(motion_cache) + ["model=sifa_small"]
     trainer.train(compose("train", overrides), run_dir)
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def uninterrupted_run(tmp_path_factory, motion_cache):
+    """``(args, run_dir)``: a 30-step c2d_small run whose every source of randomness is on (dropout,
+    mixup, two DataLoader workers), run straight through once; the runs killed or preempted with
+    the same ``args`` must resume to exactly its weights."""
+    args = tiny(motion_cache) + ["model=c2d_small", "model.dropout=0.3", "trainer.mixup=0.8", "trainer.epochs=3",
+                                 "data.train_size=40", "trainer.num_workers=2"]
+    cwd = tmp_path_factory.mktemp("uninterrupted")
+    run_app("train.py", args + [f"hydra.run.dir={cwd / 'run'}"], cwd)
+    return args, cwd / "run"

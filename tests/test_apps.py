@@ -101,17 +101,16 @@ def test_eval_requires_existing_checkpoint(tmp_path):
     assert proc.returncode == 2 and "checkpoint: file not found" in proc.stderr
 
 
-def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path, tiny_overrides):
+def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path, uninterrupted_run):
     """kill -9 at a random moment of a run that checkpoints every step never corrupts last.pt, and
     resume=auto ends with exactly the weights of an uninterrupted run (CPU; dropout, mixup and
-    DataLoader workers all draw random numbers)."""
+    DataLoader workers all draw random numbers; writing checkpoints draws none)."""
     import random
 
     import torch
 
-    args = tiny_overrides + ["model=c2d_small", "model.dropout=0.3", "trainer.mixup=0.8", "trainer.epochs=3",
-                             "data.train_size=40", "trainer.num_workers=2", "trainer.save_every_steps=1"]
-    run_app("train.py", args + [f"hydra.run.dir={tmp_path / 'straight'}"], tmp_path)
+    args, straight = uninterrupted_run
+    args = args + ["trainer.save_every_steps=1"]
 
     run_dir = tmp_path / "killed"
     kill_after = random.Random().randint(2, 24)  # of 30 steps; the polling below may lag a few steps behind
@@ -132,13 +131,13 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path, tiny_ov
     assert kill_after <= state["step"] <= 30, f"killed after step {state['step']} (wanted >= {kill_after})"
 
     run_app("train.py", args + [f"hydra.run.dir={run_dir}", "trainer.resume=auto"], tmp_path)
-    a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    a = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(last, weights_only=True)
     assert a["step"] == b["step"] == 30
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), f"{k} differs after a kill at step {state['step']}"
     assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
-    assert json.loads((tmp_path / "straight" / "metrics.json").read_text())["top1"] == \
+    assert json.loads((straight / "metrics.json").read_text())["top1"] == \
         json.loads((run_dir / "metrics.json").read_text())["top1"]
     assert "resumed from" in (run_dir / "train.log").read_text()
     assert not [p for p in last.parent.iterdir() if p.suffix == ".tmp"]  # a write cut by the kill is cleaned

@@ -72,13 +72,16 @@ def test_every_readme_key_and_model_is_settable_without_plus(list_dataset):
     for context, cfg in composed:
         if context[:1] and context[0].startswith("model="):
             check_train(cfg)
+    settings = {}  # context -> the README keys found in its config, set to their values there
     for key in sorted(_readme_keys()):
         section, name = key.split(".")
-        context, cfg = next(((c, cfg) for c, cfg in composed if name in cfg[section]), (None, None))
-        assert cfg is not None, f"README names {key}, which no config has"
+        index = next((i for i, (_, cfg) in enumerate(composed) if name in cfg[section]), None)
+        assert index is not None, f"README names {key}, which no config has"
+        cfg = composed[index][1]
         assert _node_field(cfg[section], name).metadata["help"], key  # documented in the schema
-        value = text(OmegaConf.to_container(cfg[section])[name])
-        check_train(compose("train", context + [f"{key}={value}"]))
+        settings.setdefault(index, []).append(f"{key}={text(OmegaConf.to_container(cfg[section])[name])}")
+    for index, overrides in settings.items():  # all of a context's keys in one command line
+        check_train(compose("train", composed[index][0] + overrides))
 
 
 def test_misspelt_key_is_one_line_with_the_close_match(tmp_path):

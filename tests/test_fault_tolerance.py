@@ -74,14 +74,11 @@ def test_one_failing_rank_ends_every_rank_with_its_error_once(tmp_path, tiny_ove
     assert gone < 60  # from the error to both processes gone
 
 
-def test_sigterm_to_every_process_then_resume_is_bit_identical(tmp_path, tiny_overrides):
+def test_sigterm_to_every_process_then_resume_is_bit_identical(tmp_path, uninterrupted_run):
     """SLURM's preemption signal reaches every process of the job (DataLoader workers included)
     at a random moment: the run finishes its step, writes last.pt there, exits 143; the same
     command continues to exactly the weights of an uninterrupted run."""
-    args = tiny_overrides + ["model=c2d_small", "model.dropout=0.3", "trainer.mixup=0.8", "trainer.epochs=3",
-                             "data.train_size=40", "trainer.num_workers=2"]
-    run_app("train.py", args + [f"hydra.run.dir={tmp_path / 'straight'}"], tmp_path)
-
+    args, straight = uninterrupted_run
     run_dir = tmp_path / "preempted"
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={run_dir}"], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -99,7 +96,7 @@ def test_sigterm_to_every_process_then_resume_is_bit_identical(tmp_path, tiny_ov
     assert 10 <= state["step"] < 30
 
     run_app("train.py", args + [f"hydra.run.dir={run_dir}"], tmp_path)
-    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    a = load_checkpoint(straight / "checkpoints" / "last.pt")
     b = load_checkpoint(last)
     assert a["step"] == b["step"] == 30
     for k in a["model"]:
