@@ -57,15 +57,24 @@ def run_app(script, args, cwd, timeout=300, check=True):
     return proc
 
 
+def train_in_process(overrides, run_dir):
+    """What ``python train.py <overrides>`` does after parsing (the checks, then the training loop),
+    in this process: the seconds of a fresh interpreter saved where the command line is not the
+    subject (the apps are run as commands by tests/test_apps.py)."""
+    from video_sparse.apps.checks import check_train
+    from video_sparse.engine import trainer
+
+    cfg = compose("train", overrides)
+    check_train(cfg)
+    return trainer.train(cfg, run_dir)
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, motion_cache):
     """A one-epoch sifa_small run on a tiny motion set (10 validation videos), shared by the tests
     of what eval.py does with a checkpoint."""
-    from video_sparse.engine import trainer
-
     run_dir = tmp_path_factory.mktemp("trained_run")
-    overrides = tiny(motion_cache) + ["model=sifa_small"]
-    trainer.train(compose("train", overrides), run_dir)
+    train_in_process(tiny(motion_cache) + ["model=sifa_small"], run_dir)
     return run_dir
 
 

@@ -14,7 +14,7 @@ from video_sparse.layers.dilate import MultiScaleDilatedAttention
 from video_sparse.layers.sifa import FrameSIFA
 from video_sparse.layers.slide import SlideAttention
 from mixer_reference import routing_attention_reference, routing_margin
-from conftest import run_app
+from conftest import train_in_process
 from official_mixers import official_bra, official_msda, outputs_and_grads
 
 DATA = Path(__file__).parent / "data"
@@ -280,6 +280,6 @@ def test_bad_spatial_mixer_is_named():
                                    ["model=sifa_cswin_nano"], ["model=sifa_dat_nano"], ["model=sifa_dpt_nano"],
                                    ["model=sifa_small", "model.spatial_mixer=msda"]])
 def test_train_app_runs_the_new_models(model, tiny_overrides, tmp_path):
-    run_app("train.py", [*tiny_overrides, *model, f"hydra.run.dir={tmp_path}/run"], tmp_path)
+    train_in_process([*tiny_overrides, *model], tmp_path / "run")
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["num_videos"] == 10

@@ -14,7 +14,7 @@ import video_sparse
 from video_sparse.models.ptv import ClippedAvgPool3d, slowfast_pathways
 from video_sparse.models.weights import WeightsError, load_pretrained
 
-from conftest import ROOT, compose, run_app
+from conftest import ROOT, compose, run_app, train_in_process
 
 hub = pytest.importorskip("pytorchvideo.models.hub")
 
@@ -175,7 +175,7 @@ def test_nothing_imports_pytorchvideo_transforms():
 @pytest.mark.parametrize("name", ["slowfast_nano", "mvit_nano"])  # x3d_nano: test_eval_app_takes_a_zoo_file
 def test_train_app_runs_the_baselines(name, tiny_overrides, tmp_path):
     extra = ["model.size=32"] if name == "mvit_nano" else []
-    run_app("train.py", [*tiny_overrides, f"model={name}", *extra, f"hydra.run.dir={tmp_path}/run"], tmp_path)
+    train_in_process([*tiny_overrides, f"model={name}", *extra], tmp_path / "run")
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["num_videos"] == 10
 
@@ -207,7 +207,7 @@ def test_eval_app_takes_a_zoo_file_with_model_and_data(tiny_overrides, tmp_path)
     """A zoo file (pytorchvideo's names under ``model_state``) of a trained run's weights evaluates
     through model=<name> data=<dataset> exactly as the run's own checkpoint; without them, or with
     a model they do not fit, one line says what to add."""
-    run_app("train.py", [*tiny_overrides, "model=x3d_nano", f"hydra.run.dir={tmp_path}/run"], tmp_path)
+    train_in_process([*tiny_overrides, "model=x3d_nano"], tmp_path / "run")
     ckpt = torch.load(tmp_path / "run/checkpoints/best.pt", weights_only=True)
     zoo_state = {k.removeprefix("net."): v for k, v in ckpt["model"].items()}
     torch.save({"model_state": zoo_state, "epoch": 1, "cfg": "..."}, tmp_path / "zoo.pyth")
