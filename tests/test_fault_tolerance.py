@@ -232,6 +232,33 @@ def test_a_hung_data_loader_worker_is_an_error_after_the_timeout():
     assert time.time() - start < 30
 
 
+PERSISTENT_WORKERS_AT_EXIT = textwrap.dedent("""
+    import multiprocessing, os, signal, time
+    import torch
+    from torch.utils.data import TensorDataset
+    from video_sparse.engine.runtime import data_loader
+    loader = data_loader(TensorDataset(torch.arange(8.0)), 2, 2, torch.device("cpu"), sampler=list(range(8)),
+                         train=True, ignore_signals=("SIGTERM",))
+    for epoch in range(2):
+        for i, batch in enumerate(loader):
+            if epoch == 0 and i == 1:  # each worker has sent a batch: a preemption signal to all, they keep serving
+                for worker in multiprocessing.active_children():
+                    os.kill(worker.pid, signal.SIGTERM)
+                time.sleep(0.2)
+    still_referenced = loader  # as a Run's loaders are at the end of train.py
+    print("served", flush=True)
+""")
+
+
+def test_workers_that_ignore_preemption_signals_still_end_with_the_main_process(tmp_path):
+    """multiprocessing ends the workers still alive at exit with SIGTERM and waits for them: a
+    finished run once waited forever on workers that ignored it."""
+    proc = subprocess.run([sys.executable, "-c", PERSISTENT_WORKERS_AT_EXIT], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0 and "served" in proc.stdout, proc.stderr[-3000:]
+    assert "DataLoader worker" not in proc.stderr, proc.stderr[-3000:]
+
+
 def test_slurm_launcher_preset_kills_tasks_on_a_bad_exit_and_signals_before_the_end():
     from submitit.slurm.slurm import _make_sbatch_string
 

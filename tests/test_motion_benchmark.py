@@ -50,7 +50,8 @@ def test_msdeform_in_place_of_sifa_learns_the_direction(tmp_path):
 
 
 # README's commands add these to the recipe for some models
-RECIPE_OVERRIDES = {"sifa_slide_nano": ["optim.lr=2.5e-4"], "c2d_slide_nano": ["optim.lr=2.5e-4"]}
+RECIPE_OVERRIDES = {"sifa_slide_nano": ["optim.lr=2.5e-4"], "c2d_slide_nano": ["optim.lr=2.5e-4"],
+                    "sifa_dat_nano": ["trainer.epochs=30"], "sifa_dpt_nano": ["trainer.epochs=30"]}
 
 
 def _train_motion(tmp_path, model, timeout):
@@ -70,7 +71,7 @@ def _train_motion(tmp_path, model, timeout):
 @pytest.mark.parametrize("model", ["sifa_biformer_nano", "sifa_dilateformer_nano", "sifa_cswin_nano",
                                    "sifa_slide_nano", "sifa_dat_nano", "sifa_dpt_nano"])
 def test_sifa_transformers_learn_the_direction(tmp_path, model):
-    assert _train_motion(tmp_path, model, timeout=3000)["top1"] >= 0.95
+    assert _train_motion(tmp_path, model, timeout=5400)["top1"] >= 0.95
 
 
 @pytest.mark.slow

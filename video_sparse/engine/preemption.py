@@ -10,7 +10,11 @@ signal ended. Run again with the same ``hydra.run.dir``, ``trainer.resume=auto``
 """
 from __future__ import annotations
 
+import atexit
+import functools
 import logging
+import multiprocessing
+import os
 import signal
 import sys
 import threading
@@ -29,11 +33,27 @@ class Preempted(Exception):
         self.signum = signum
 
 
-def ignore_signals(names: Sequence[str], worker_id: int = 0) -> None:
+def ignore_signals(names: Sequence[str], main_exiting, worker_id: int = 0) -> None:
     """DataLoader ``worker_init_fn``: SLURM signals every process of a job step, and a worker
-    ended by SIGTERM would fail the batch the main process is about to checkpoint."""
+    ended by SIGTERM would fail the batch the main process is about to checkpoint. The signals are
+    ignored only while the main process runs: at its exit, multiprocessing ends the (persistent)
+    workers still alive with SIGTERM and waits for them, which would wait forever.
+    ``main_exiting``: :func:`main_exiting_event`."""
+    def ignore_until_main_exits(signum, frame):
+        if main_exiting.is_set():
+            os._exit(0)  # as asked; a non-zero status would be reported as a worker failure
+
     for name in names:
-        signal.signal(getattr(signal, name), signal.SIG_IGN)
+        signal.signal(getattr(signal, name), ignore_until_main_exits)
+
+
+@functools.cache
+def main_exiting_event():
+    """A multiprocessing event set when this process starts exiting: before multiprocessing's
+    own exit handler terminates the workers (``atexit`` runs the last registered first)."""
+    event = multiprocessing.Event()
+    atexit.register(event.set)
+    return event
 
 
 class Preemption:

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .distributed import ShardSampler, current_world
-from .preemption import ignore_signals as ignore_signals_in_worker
+from .preemption import ignore_signals as ignore_signals_in_worker, main_exiting_event
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -57,12 +57,14 @@ def data_loader(dataset, batch_size: int, num_workers: int, device: torch.device
     Workers persist across epochs (the dataset's epoch is in shared memory); pinned memory on CUDA.
     The loader's own generator keeps its worker seeds off the global torch stream, whose state a
     resumed run restores (creating an iterator would otherwise draw from it).
-    Workers ignore ``ignore_signals`` (the preemption signals the main process handles); a batch
-    that takes longer than ``timeout`` seconds (0: no limit) to arrive from them is an error."""
+    Workers ignore ``ignore_signals`` (the preemption signals the main process handles) until the
+    main process exits; a batch that takes longer than ``timeout`` seconds (0: no limit) to arrive
+    from them is an error."""
     if sampler is None:
         sampler = ShardSampler(dataset, current_world())
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=num_workers,
                       pin_memory=device.type == "cuda", drop_last=train, persistent_workers=num_workers > 0,
                       generator=torch.Generator().manual_seed(0), timeout=timeout if num_workers else 0,
-                      worker_init_fn=functools.partial(ignore_signals_in_worker, tuple(ignore_signals))
+                      worker_init_fn=functools.partial(ignore_signals_in_worker, tuple(ignore_signals),
+                                                       main_exiting_event())
                       if ignore_signals and num_workers else None)
