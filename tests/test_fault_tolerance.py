@@ -250,7 +250,7 @@ PERSISTENT_WORKERS_AT_EXIT = textwrap.dedent("""
 """)
 
 
-def test_workers_that_ignore_preemption_signals_still_end_with_the_main_process(tmp_path):
+def test_workers_that_ignore_preemption_signals_still_end_with_the_main_process():
     """multiprocessing ends the workers still alive at exit with SIGTERM and waits for them: a
     finished run once waited forever on workers that ignored it."""
     proc = subprocess.run([sys.executable, "-c", PERSISTENT_WORKERS_AT_EXIT], cwd=ROOT, capture_output=True,
