@@ -63,7 +63,7 @@ def main():
         records = read_path_label_list(folder / "train.txt")
         paths = [r.path for r in records[:100]]
         for backend in ("decord", "pyav"):
-            dt = median_time(lambda: [read_frames(p, lambda n: uniform_indices(n, args.frames), (backend,))
+            dt = median_time(lambda: [read_frames(p, lambda n: uniform_indices(n, args.frames), backend)
                                       for p in paths], args.repeats)
             rows.append((f"decode {args.frames} frames ({backend}, 1 thread)", f"{len(paths) / dt:.0f} clips/s",
                          f"{dt / len(paths) * 1e3:.2f} ms/clip"))

@@ -86,7 +86,7 @@ def proc_status_bytes(key: str) -> int:
 def run_child(method: str, clip: str, path: str, repeats: int) -> None:
     """One method and clip in this (fresh) process; prints ``{"seconds": [...], "peak_growth": bytes}``."""
     backend, short_side = METHODS[method]
-    read_frames(path, lambda n: np.array([0]), (backend,))  # loads the libraries
+    read_frames(path, lambda n: np.array([0]), backend)  # loads the libraries
     rss = proc_status_bytes("VmRSS")
     try:  # resets VmHWM to the current RSS (Linux >= 4.0); else the growth is an upper bound
         Path("/proc/self/clear_refs").write_text("5")
@@ -102,7 +102,7 @@ def run_child(method: str, clip: str, path: str, repeats: int) -> None:
             if method == FULL_DECODE:
                 frames = full_decode(path, choose)
             else:
-                frames = read_frames(path, choose, (backend,), short_side=short_side)
+                frames = read_frames(path, choose, backend, short_side=short_side)
             del frames
         times.append(time.perf_counter() - t)
     print(json.dumps({"seconds": times, "peak_growth": proc_status_bytes("VmHWM") - rss}))

@@ -50,14 +50,14 @@ def clips_per_window(path: str, window: float, stride: float, backend: str) -> i
     length, step = window_frames(window, stride, fps)
     starts = window_starts(n, length, step)
     for start in starts:
-        frames = read_frames(path, lambda _: start + SAMPLER.eval_indices(length), (backend,),
+        frames = read_frames(path, lambda _: start + SAMPLER.eval_indices(length), backend,
                              short_side=TRANSFORM.decode_short_side)
         TRANSFORM(frames)
     return len(starts)
 
 
 def run_child(method: str, path: str, window: float, stride: float, repeats: int) -> None:
-    read_frames(path, lambda n: [0], ("decord", "pyav"))  # loads the libraries
+    read_frames(path, lambda n: [0], "decord")  # loads the libraries
     rss = proc_status_bytes("VmRSS")
     try:  # resets VmHWM to the current RSS (Linux >= 4.0)
         Path("/proc/self/clear_refs").write_text("5")

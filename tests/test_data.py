@@ -182,9 +182,9 @@ def _write_audio_only(path):
 BAD = ("empty", "random", "truncated", "missing", "undecodable", "audio")
 
 
-@pytest.mark.parametrize("backends", [("decord", "pyav"), ("pyav",)])
-def test_read_frames_good_video(video_dir, backends):
-    frames = read_frames(video_dir / "good0.mp4", lambda n: np.array([0, n - 1]), backends)
+@pytest.mark.parametrize("decoder", ["auto", "pyav", "decord"])
+def test_read_frames_good_video(video_dir, decoder):
+    frames = read_frames(video_dir / "good0.mp4", lambda n: np.array([0, n - 1]), decoder)
     assert frames.shape == (2, 32, 32, 3) and frames.dtype == np.uint8
 
 
@@ -202,7 +202,7 @@ def test_decoding_with_decord_keeps_pyav_able_to_write_vp9(video_dir, tmp_path):
     code = f"""
 import numpy as np
 from video_sparse.data.decode import read_frames
-read_frames({str(video_dir / "good0.mp4")!r}, lambda n: np.arange(n), ("decord",))  # decord loads here
+read_frames({str(video_dir / "good0.mp4")!r}, lambda n: np.arange(n), "decord")  # decord loads here
 import av
 with av.open({str(tmp_path / "out.webm")!r}, "w") as c:
     s = c.add_stream("libvpx-vp9", rate=8)

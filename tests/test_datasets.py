@@ -752,13 +752,14 @@ def test_scan_reports_missing_unreadable_and_short_videos(tmp_path, capsys):
                            f"data.val_ann={tmp_path}/val.txt", f"data.labels={tmp_path}/classes.txt", "data.frames=4",
                            "workers=2"])
     counts = scan(cfg, tmp_path)
-    assert counts == {"train": {"ok": 1, "short": 1, "missing": 1, "unreadable": 2},
-                      "val": {"ok": 1, "short": 0, "missing": 0, "unreadable": 1}}
+    assert counts == {"train": {"ok": 1, "needs_linear_decode": 0, "short": 1, "missing": 1, "unreadable": 2},
+                      "val": {"ok": 1, "needs_linear_decode": 0, "short": 0, "missing": 0, "unreadable": 1}}
     with open(tmp_path / "scan_report.csv") as f:
         rows = {Path(r["path"]).name: r for r in csv.DictReader(f)}
     assert {k: r["status"] for k, r in rows.items()} == {
         "gone.mp4": "missing", "short.mp4": "short", "empty.mp4": "unreadable", "text.mp4": "unreadable",
-        "truncated.mp4": "unreadable"}
+        "truncated.mp4": "unreadable", "good.mp4": "ok", "good.webm": "ok"}
+    assert (rows["good.mp4"]["stream"], rows["good.mp4"]["fps"], rows["good.mp4"]["frames"]) == ("0", "8.0", str(FRAMES))
     assert rows["short.mp4"]["frames"] == "3" and "empty file" in rows["empty.mp4"]["detail"]
     out = capsys.readouterr().out
     assert "train" in out and "unreadable" in out and "scan_report.csv" in out
@@ -766,7 +767,8 @@ def test_scan_reports_missing_unreadable_and_short_videos(tmp_path, capsys):
     dense = compose("scan", ["data=list", f"data.root={v}", f"data.train_ann={tmp_path}/train.txt",
                              f"data.val_ann={tmp_path}/val.txt", f"data.labels={tmp_path}/classes.txt",
                              "data.sampling=dense", "data.frames=4", "data.interval=4", "splits=[val]", "workers=1"])
-    assert scan(dense, tmp_path)["val"] == {"ok": 0, "short": 1, "missing": 0, "unreadable": 1}
+    assert scan(dense, tmp_path)["val"] == {"ok": 0, "needs_linear_decode": 0, "short": 1, "missing": 0,
+                                            "unreadable": 1}
 
 
 def test_scan_command_exit_status(tmp_path):
@@ -798,10 +800,10 @@ def test_scan_checks_labelled_and_unlabelled_test_lists(tmp_path):
     base = ["data=list", f"data.root={v}", f"data.train_ann={tmp_path}/train.txt",
             f"data.labels={tmp_path}/classes.txt", "data.frames=4", "workers=1"]
     counts = scan(compose("scan", base + [f"data.test_ann={tmp_path}/labelled.txt"]), tmp_path)
-    assert counts == {"train": {"ok": 1, "short": 0, "missing": 0, "unreadable": 0},
-                      "test": {"ok": 2, "short": 0, "missing": 1, "unreadable": 0}}
+    assert counts == {"train": {"ok": 1, "needs_linear_decode": 0, "short": 0, "missing": 0, "unreadable": 0},
+                      "test": {"ok": 2, "needs_linear_decode": 0, "short": 0, "missing": 1, "unreadable": 0}}
     counts = scan(compose("scan", base + [f"data.test_ann={tmp_path}/unlabelled.txt", "splits=[test]"]), tmp_path)
-    assert counts == {"test": {"ok": 2, "short": 0, "missing": 0, "unreadable": 0}}
+    assert counts == {"test": {"ok": 2, "needs_linear_decode": 0, "short": 0, "missing": 0, "unreadable": 0}}
     with pytest.raises(AnnotationError, match=r"wrong.txt:1: unknown label 'zumba'"):  # labels given are checked
         scan(compose("scan", base + [f"data.test_ann={tmp_path}/wrong.txt", "splits=[test]"]), tmp_path)
 
@@ -812,7 +814,8 @@ def test_scan_checks_an_official_kinetics_test_csv_without_labels(kinetics, tmp_
     cfg = compose("scan", ["data=kinetics400", f"data.root={kinetics / 'flat'}", f"data.train_ann={ann}/train.csv",
                            f"data.val_ann={ann}/validate.csv", f"data.test_ann={ann}/test.csv", "data.num_classes=4",
                            "data.frames=4", "data.interval=2", "splits=[test]", "workers=2"])
-    assert scan(cfg, tmp_path) == {"test": {"ok": 2, "short": 0, "missing": 0, "unreadable": 0}}
+    assert scan(cfg, tmp_path) == {"test": {"ok": 2, "needs_linear_decode": 0, "short": 0, "missing": 0,
+                                            "unreadable": 0}}
 
 
 def test_decoder_messages_about_unreadable_files_stay_off_the_console(tmp_path):
@@ -826,7 +829,7 @@ def test_decoder_messages_about_unreadable_files_stay_off_the_console(tmp_path):
     (tmp_path / "truncated.mp4").write_bytes(data[: len(data) // 3])
     code = ("import numpy as np\nfrom video_sparse.data.decode import VideoDecodeError, read_frames\n"
             "for name in ('text.mp4', 'truncated.mp4'):\n"
-            "    try:\n        read_frames(name, lambda n: np.arange(n))\n"
+            "    try:\n        read_frames(name, lambda n: np.arange(n), 'decord')\n"
             "    except VideoDecodeError as e:\n        print('caught', e)\n"
             "print(read_frames('good.mp4', lambda n: np.arange(n)).shape)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from video_sparse.data import decode
+from video_sparse.data import decode, pyav_decode
 from video_sparse.data.dataset import VideoDataset, VideoRecord
 from video_sparse.data.decode import VideoDecodeError, read_frames
 from video_sparse.data.transforms import ClipTransform
@@ -100,8 +100,8 @@ def full_decode(path):
 @pytest.fixture
 def linear_calls(monkeypatch):
     """Paths that PyAV decoded linearly (no seeking)."""
-    calls, real = [], decode._decode_pyav_linear
-    monkeypatch.setattr(decode, "_decode_pyav_linear", lambda path, *a: calls.append(path) or real(path, *a))
+    calls, real = [], pyav_decode.decode_pyav_linear
+    monkeypatch.setattr(pyav_decode, "decode_pyav_linear", lambda path, *a: calls.append(path) or real(path, *a))
     return calls
 
 
@@ -115,7 +115,7 @@ def test_pyav_reads_equal_a_full_decode(videos, name, linear_calls):
     counts = []
 
     def read(idx):
-        return read_frames(path, lambda m: counts.append(m) or np.asarray(idx), ("pyav",), timeout=0)
+        return read_frames(path, lambda m: counts.append(m) or np.asarray(idx), "pyav", timeout=0)
 
     for i in range(n):  # every frame alone: a seek to its keyframe each time
         np.testing.assert_array_equal(read([i])[0], reference[i], err_msg=f"frame {i}")
@@ -137,7 +137,7 @@ def test_trimmed_mp4_counts_the_frames_it_shows(videos):
     with av.open(str(path)) as container:
         assert container.streams.video[0].frames == 60
     counts = []
-    read_frames(path, lambda n: counts.append(n) or [n - 1], ("pyav",))
+    read_frames(path, lambda n: counts.append(n) or [n - 1], "pyav")
     assert counts == [len(full_decode(path))] == [55]
 
 
@@ -145,34 +145,34 @@ def test_fallback_to_a_linear_decode_reuses_the_chosen_indices(videos, monkeypat
     """When the decoder disagrees with the packets, the video decodes from the start; ``choose``
     (which may draw random numbers) is not asked again when the frame counts agree."""
     def disagree(self, wanted):
-        raise decode._Irregular("test")
+        raise pyav_decode.Irregular("test")
 
-    monkeypatch.setattr(decode._SeekingDecoder, "decode", disagree)
+    monkeypatch.setattr(pyav_decode.SeekingDecoder, "decode", disagree)
     path, calls = videos / "h264_bframes.mp4", []
-    frames = read_frames(path, lambda n: calls.append(n) or np.array([50, 3, 3]), ("pyav",))
+    frames = read_frames(path, lambda n: calls.append(n) or np.array([50, 3, 3]), "pyav")
     np.testing.assert_array_equal(frames, full_decode(path)[[50, 3, 3]])
     assert calls == [60] and len(linear_calls) == 1
 
 
 def test_chooser_out_of_range_is_one_clear_error(videos):
     with pytest.raises(VideoDecodeError, match=r"h264_bframes.mp4: cannot decode \(pyav: IndexError: .*\[0, 60\)"):
-        read_frames(videos / "h264_bframes.mp4", lambda n: np.array([0, n]), ("pyav",))
+        read_frames(videos / "h264_bframes.mp4", lambda n: np.array([0, n]), "pyav")
 
 
 # ----------------------------------------------------------------------------- timeout
 @pytest.fixture
 def hang(monkeypatch):
-    """A backend "hang" that blocks on videos named bad*, else reads with PyAV."""
-    release = threading.Event()
+    """The "pyav" backend blocks on videos named bad*, else reads as PyAV does; returns PyAV's own."""
+    release, real = threading.Event(), decode.BACKENDS["pyav"]
 
     def backend(path, choose, short_side=None):
         if "bad" in path:
             release.wait(60)
             raise RuntimeError("released")
-        return decode._decode_pyav(path, choose, short_side)
+        return real(path, choose, short_side)
 
-    monkeypatch.setitem(decode.BACKENDS, "hang", backend)
-    yield
+    monkeypatch.setitem(decode.BACKENDS, "pyav", backend)
+    yield real
     release.set()  # lets the abandoned threads end
 
 
@@ -185,25 +185,26 @@ def bad_video(videos, tmp_path):
 
 def test_a_hanging_decoder_times_out_as_an_unreadable_video(bad_video, hang, capfd):
     start = time.monotonic()
-    with pytest.raises(VideoDecodeError, match=r"bad.mp4: cannot decode \(hang: decode timed out after 0.3 s\)"):
-        read_frames(bad_video, lambda n: [0], ("hang",), timeout=0.3)
+    with pytest.raises(VideoDecodeError, match=r"bad.mp4: cannot decode \(pyav: decode timed out after 0.3 s\)"):
+        read_frames(bad_video, lambda n: [0], "pyav", timeout=0.3)
     assert time.monotonic() - start < 5
     os.write(2, b"stderr is back")  # file descriptor 2 is not left silenced by the hanging thread
     assert "stderr is back" in capfd.readouterr().err
 
 
 def test_after_a_timeout_the_next_backend_reads_the_video(bad_video, monkeypatch, hang):
-    monkeypatch.setitem(decode.BACKENDS, "decord", decode.BACKENDS["hang"])
-    frames = read_frames(bad_video, lambda n: [0, n - 1], ("decord", "pyav"), timeout=0.3)
+    monkeypatch.setitem(decode.BACKENDS, "decord", decode.BACKENDS["pyav"])
+    monkeypatch.setitem(decode.BACKENDS, "pyav", hang)
+    frames = read_frames(bad_video, lambda n: [0, n - 1], "decord", timeout=0.3)
     np.testing.assert_array_equal(frames, full_decode(bad_video)[[0, -1]])
 
 
 def test_timeout_default_and_bad_value(bad_video, monkeypatch, hang):
     monkeypatch.setattr(decode, "DECODE_TIMEOUT_S", 0.2)  # read at each call
     with pytest.raises(VideoDecodeError, match="timed out after 0.2 s"):
-        read_frames(bad_video, lambda n: [0], ("hang",))
+        read_frames(bad_video, lambda n: [0], "pyav")
     with pytest.raises(ValueError, match="timeout must be >= 0 seconds"):
-        read_frames(bad_video, lambda n: [0], ("hang",), timeout=-1)
+        read_frames(bad_video, lambda n: [0], "pyav", timeout=-1)
 
 
 @pytest.mark.parametrize("train", [True, False])
@@ -211,7 +212,7 @@ def test_dataset_treats_a_timed_out_video_as_unreadable(videos, bad_video, monke
     monkeypatch.setattr(decode, "DECODE_TIMEOUT_S", 0.3)
     records = [VideoRecord(str(bad_video), 0), VideoRecord(str(videos / "h264_bframes.mp4"), 1)]
     ds = VideoDataset(records, ClipTransform(size=32, short_side=32, train=train), frames=4, train=train,
-                      backends=("hang",))
+                      decoder="pyav")
     sample = ds[0]
     assert sample["failed"] >= 1
     if train:  # replaced by the readable video
@@ -232,7 +233,7 @@ def status(key):
     return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith(key + ":"))
 
 path = sys.argv[1]
-read_frames(path, lambda n: np.array([0]), ("pyav",))  # loads the libraries
+read_frames(path, lambda n: np.array([0]), "pyav")  # loads the libraries
 rss = status("VmRSS")
 try:
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS; else the growth is an upper bound
@@ -242,8 +243,8 @@ counts, shapes = [], []
 choosers = [lambda n: counts.append(n) or np.array([0, n - 1]), lambda n: FrameSampler("segment", 8).eval_indices(n)]
 choosers += [lambda n, v=v: FrameSampler("dense", 16, 4).eval_indices(n, v, 10) for v in range(10)]
 for choose in choosers:
-    shapes.append(read_frames(path, choose, ("pyav",)).shape)
-shapes.append(read_frames(path, choosers[-1], ("pyav",), short_side=256).shape)  # scaled while decoding
+    shapes.append(read_frames(path, choose, "pyav").shape)
+shapes.append(read_frames(path, choosers[-1], "pyav", short_side=256).shape)  # scaled while decoding
 print(json.dumps({"growth": status("VmHWM") - rss, "shapes": shapes, "frames": counts[0]}))
 """
 
@@ -277,10 +278,10 @@ def test_frames_larger_than_the_clip_needs_are_scaled_down_while_decoding(videos
     if backend == "decord":
         pytest.importorskip("decord")
     path, idx = videos / name, np.array([3, 0, 17, 17, 9])
-    full = read_frames(path, lambda n: idx, (backend,), timeout=0)
+    full = read_frames(path, lambda n: idx, backend, timeout=0)
     h, w = full.shape[1:3]
     short = min(h, w) * 2 // 3
-    small = read_frames(path, lambda n: idx, (backend,), timeout=0, short_side=short)
+    small = read_frames(path, lambda n: idx, backend, timeout=0, short_side=short)
     assert small.shape == (len(idx), *decode.scaled_size(h, w, short), 3)
     assert min(small.shape[1:3]) == short
     transform = ClipTransform(size=short, short_side=short)
@@ -289,7 +290,7 @@ def test_frames_larger_than_the_clip_needs_are_scaled_down_while_decoding(videos
     diff = np.abs(small.astype(np.float64) - resized.permute(0, 2, 3, 1).numpy())
     assert diff.mean() < 6, f"mean |scaled while decoding - resized after| = {diff.mean():.1f} of 255"
     for short_side in (min(h, w), min(h, w) + 50):
-        np.testing.assert_array_equal(read_frames(path, lambda n: idx, (backend,), timeout=0,
+        np.testing.assert_array_equal(read_frames(path, lambda n: idx, backend, timeout=0,
                                                   short_side=short_side), full)
 
 
@@ -304,7 +305,7 @@ def test_the_dataset_decodes_at_the_clip_s_short_side(videos, monkeypatch):
     frames the decoder returns are already at the transform's size."""
     import torch
 
-    shapes, real = [], decode._decode_pyav
+    shapes, real = [], pyav_decode.decode_pyav
     monkeypatch.setattr(decode, "BACKENDS", dict(decode.BACKENDS, pyav=lambda *a, **k: (
         lambda f: shapes.append(f.shape) or f)(real(*a, **k))))
     records = [VideoRecord(str(videos / "h264_bframes.mp4"), 0)]
@@ -312,7 +313,7 @@ def test_the_dataset_decodes_at_the_clip_s_short_side(videos, monkeypatch):
     for short_side in (32, None):
         transform = ClipTransform(size=32, short_side=32)
         monkeypatch.setattr(ClipTransform, "decode_short_side", property(lambda self, s=short_side: s))
-        dataset = VideoDataset(records, transform, frames=4, train=False, clips=2, crops=3, backends=("pyav",))
+        dataset = VideoDataset(records, transform, frames=4, train=False, clips=2, crops=3, decoder="pyav")
         clips[short_side] = dataset[0]["video"]
     assert shapes[0][1:] == (32, 43, 3) and shapes[-1][1:] == (48, 64, 3)
     assert clips[32].shape == clips[None].shape == (6, 3, 4, 32, 32)

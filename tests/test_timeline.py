@@ -37,7 +37,7 @@ def _expected_views(path, sampler, transform, start, length, clips, crops):
     views = []
     for c in range(clips):
         idx = start + sampler.eval_indices(length, view=c, num_views=clips)
-        frames = read_frames(path, lambda n: idx, backends=("pyav",), short_side=transform.decode_short_side)
+        frames = read_frames(path, lambda n: idx, decoder="pyav", short_side=transform.decode_short_side)
         views += [transform(frames, crop=k, num_crops=crops) for k in range(crops)]
     return torch.stack(views)
 
@@ -66,10 +66,10 @@ def test_window_clips_equal_clips_read_from_the_file_and_decode_once(tmp_path, m
     sampler = FrameSampler(sampling, frames, interval)
     transform = ClipTransform(size=24, short_side=28)
     converted, decoded = [], []
-    real = T.frame_to_rgb
-    monkeypatch.setattr(T, "frame_to_rgb", lambda frame, side: converted.append(frame.pts) or real(frame, side))
+    real = T.RGBConverter.__call__
+    monkeypatch.setattr(T.RGBConverter, "__call__", lambda self, frame: converted.append(frame.pts) or real(self, frame))
     if not indexed:
-        monkeypatch.setattr(T, "indexed_frame_count", lambda path: None)
+        monkeypatch.setattr(T.PacketIndex, "read", classmethod(lambda cls, container, stream: None))
     clips = WindowClips(path, sampler, transform, window_s=0.5, stride_s=0.3, clips=2, crops=3)
     clips.container = CountingContainer(clips.container, decoded)
     assert (clips.fps, clips.length, clips.stride) == (25.0, 12, 8)  # 12.5 -> 12 frames, 7.5 -> 8

@@ -216,4 +216,7 @@ def check_export(cfg: DictConfig) -> None:
 
 def check_scan(cfg: DictConfig) -> None:
     check_options(cfg, "", OmegaConf.get_type(cfg))
-    check_data(cfg, need_train=False)
+    if cfg.videos is None:
+        check_data(cfg, need_train=False)
+    else:  # files, not a dataset: only what decoding and the clip length need
+        check_options(cfg.data, "data", OmegaConf.get_type(cfg.data))

@@ -17,6 +17,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from ..data.annotations import DATASETS
+from ..data.decode import DECODERS
 from ..data.sampling import SAMPLINGS, SHORT_VIDEO_POLICIES
 from ..models.registry import variants
 from ..options import option
@@ -44,6 +45,9 @@ class DataConfig:
                            "segment (SSv2) | dense: frames x interval from a start (Kinetics)", choices=SAMPLINGS)
     frames: int = option(8, "frames per clip", ge=1)
     interval: int = option(1, "frame stride of dense sampling", ge=1)
+    decoder: str = option("auto", "video decoder: auto (the fastest that is exact for the file: PyAV) | pyav | "
+                          "decord (files it reads wrong go to PyAV); every one returns the frames of a sequential "
+                          "decode of FFmpeg's best video stream", choices=DECODERS)
     short_video: str = option("loop", "dense sampling of videos shorter than the clip: loop | repeat_last",
                               choices=SHORT_VIDEO_POLICIES)
     size: int = option(112, "crop size", ge=1)
@@ -242,6 +246,8 @@ class DataOverrides:
     test_ann: Optional[str] = option(None, "test annotation (split=test)")
     labels: Optional[str] = option(None, "class-name file")
     cache_dir: Optional[str] = option(None, "motion benchmark cache")
+    decoder: Optional[str] = option(None, "video decoder: auto | pyav | decord (null: the run's)",
+                                    choices=(None, *DECODERS))
 
 
 @dataclass
@@ -309,9 +315,12 @@ class ExportConfig:
 @dataclass
 class ScanConfig:
     """``python -m video_sparse.data.scan data=...``: decode the first, middle and last frame of
-    every listed video; report missing, unreadable and short ones."""
+    every listed video, check its seeks; report each one's stream, frames, fps and status."""
 
     data: Any = MISSING
+    videos: Optional[List[str]] = option(None, "video files or folders (their video files) to scan instead of "
+                                         "the annotation lists; each is printed with its stream, frames, fps and "
+                                         "status")
     splits: List[str] = option(["train", "val", "test"], "annotation lists to check (data.<split>_ann; unset ones "
                                "are skipped)", choices=("train", "val", "test"))
     workers: Optional[int] = option(None, "decoding processes (null: every CPU core)", ge=1)

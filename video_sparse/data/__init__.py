@@ -9,6 +9,7 @@ _EXPORTS = {
     "read_class_names": "annotations", "read_path_label_list": "annotations", "DATASETS": "annotations",
     "DataInfo": "build", "build_dataset": "build", "build_predict_dataset": "build", "resolve_data": "build",
     "dataset_classes": "build", "VideoDataset": "dataset", "VideoDecodeError": "decode", "read_frames": "decode",
+    "video_info": "decode", "VideoInfo": "decode",
     "FrameSampler": "sampling", "dense_indices": "sampling", "segment_indices": "sampling",
     "uniform_indices": "sampling",
 }

@@ -6,7 +6,8 @@ name, where it may lie under the dataset root, its label as written), and one sh
 style is recognised from the file itself, so every dataset accepts every style:
 
 * **Kinetics CSV** (official): header ``label,youtube_id,time_start,time_end,split`` (test CSVs may
-  lack ``label``). The video is ``{youtube_id}_{time_start:06d}_{time_end:06d}.{mp4|webm|mkv}``,
+  lack ``label``). The video is ``{youtube_id}_{time_start:06d}_{time_end:06d}.{mp4|webm|mkv|avi|...}`` (any container of
+  :data:`KINETICS_EXTENSIONS`),
   directly under the root or in a per-label folder named as public downloaders write it (the label
   as is, or with spaces replaced by underscores).
 * **path-label list**: one video per line, the label last, separated by whitespace or by a comma
@@ -15,7 +16,7 @@ style is recognised from the file itself, so every dataset accepts every style:
   label is a class name of several words (``videos/moving left/x.mp4 moving left``) takes the
   longest ending that is a class name (preferring a split whose video exists).
 * **SSv2 JSON** (official): a list of ``{"id", "label", "template", "placeholders"}``. The class is
-  the template without its ``[`` ``]``; the video is ``{id}.webm`` (or ``.mp4``). ``test.json``
+  the template without its ``[`` ``]``; the video is ``{id}.webm`` (or ``.mp4``, or another container). ``test.json``
   (only ``id``) is unlabelled.
 
 Class lists come from :func:`read_class_names` (one name per line, or SSv2's ``labels.json``) or,
@@ -45,8 +46,11 @@ from ..errors import UserError
 log = logging.getLogger(__name__)
 
 KINETICS_COLUMNS = ("youtube_id", "time_start", "time_end")
-KINETICS_EXTENSIONS = ("mp4", "webm", "mkv")
-SSV2_EXTENSIONS = ("webm", "mp4")
+# Containers FFmpeg reads that videos come in; a Kinetics/SSv2 video is looked for in them in this
+# order (the downloaders' usual three first).
+VIDEO_EXTENSIONS = ("mp4", "webm", "mkv", "avi", "mov", "m4v", "flv", "mpg", "mpeg", "ts", "3gp", "ogv", "wmv")
+KINETICS_EXTENSIONS = VIDEO_EXTENSIONS
+SSV2_EXTENSIONS = ("webm", "mp4") + KINETICS_EXTENSIONS[2:]
 # Files that ``eval.py predict=[...]`` expands into their videos instead of decoding them.
 ANNOTATION_SUFFIXES = (".csv", ".json", ".txt", ".lst", ".list")
 # Header words of a path-label CSV (``path,label``): a first line made of these is skipped.
@@ -570,9 +574,11 @@ def load_annotation(ann_file: str | os.PathLike, root: str | os.PathLike | None 
         else:
             records.append(VideoRecord(path, label))
     if not records:
+        suffixes = sorted({Path(c).suffix for c in entries[0].candidates})
         raise AnnotationError(f"none of the {len(entries)} videos listed in {ann_file} is under {base} (looked for "
-                              f"e.g. {base / entries[0].candidates[0]}). Fix: data.root=<the folder that holds "
-                              "the videos>")
+                              f"e.g. {base / entries[0].candidates[0]}, with the extensions {' '.join(suffixes)}). "
+                              "Fix: data.root=<the folder that holds the videos>, or convert videos in another "
+                              "container to one of those extensions")
     if duplicates:
         _report_duplicates(ann_file, duplicates)
     if missing:

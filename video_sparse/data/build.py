@@ -117,8 +117,9 @@ def _flip_labels(cfg: DictConfig, class_names: list[str]) -> list[int] | None:
     return labels
 
 
-def _sampling_kwargs(cfg: DictConfig) -> dict:
-    return {"sampling": cfg.sampling, "interval": cfg.interval, "short_video": cfg.short_video}
+def _reading_kwargs(cfg: DictConfig) -> dict:
+    return {"sampling": cfg.sampling, "interval": cfg.interval, "short_video": cfg.short_video,
+            "decoder": cfg.decoder}
 
 
 def _frame_cache(cfg: DictConfig, num_videos: int, views: int) -> FrameCache | None:
@@ -153,7 +154,7 @@ def build_dataset(cfg: DictConfig, split: str, *, clips: int = 1, crops: int = 1
     cache = _frame_cache(cfg, len(records), 1 if train else clips) if cache_frames else None
     return VideoDataset(records, clip_transform(cfg, train), cfg.frames, train=train, clips=clips, crops=crops,
                         seed=seed, missing=missing, frame_cache=cache,
-                        flip_labels=_flip_labels(cfg, class_names) if train else None, **_sampling_kwargs(cfg))
+                        flip_labels=_flip_labels(cfg, class_names) if train else None, **_reading_kwargs(cfg))
 
 
 def build_predict_dataset(cfg: DictConfig, paths: list[str], *, clips: int = 1, crops: int = 1) -> VideoDataset:
@@ -168,4 +169,4 @@ def build_predict_dataset(cfg: DictConfig, paths: list[str], *, clips: int = 1, 
         else:
             records.append(VideoRecord(str(p), -1))
     return VideoDataset(records, clip_transform(cfg, False), cfg.frames, train=False, clips=clips, crops=crops,
-                        missing=missing, **_sampling_kwargs(cfg))
+                        missing=missing, **_reading_kwargs(cfg))

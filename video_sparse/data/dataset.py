@@ -28,7 +28,7 @@ class VideoDataset(Dataset):
     Sample: ``{"video": (3, T, S, S) in training or (V, 3, T, S, S) with V = clips x crops in
     evaluation, "label", "index", "path", "valid", "failed"}``.
 
-    Frames are chosen by a :class:`FrameSampler` (``sampling``, ``frames``, ``interval``,
+    Videos are read by ``decoder`` (see :mod:`.decode`). Frames are chosen by a :class:`FrameSampler` (``sampling``, ``frames``, ``interval``,
     ``short_video``: see :mod:`.sampling`); in evaluation ``clips`` temporal views x ``crops``
     spatial crops. ``missing`` lists the annotated videos that were not on disk (already skipped).
     ``frame_cache`` (``uniform`` sampling in training): decoded frames are kept for later epochs.
@@ -39,12 +39,12 @@ class VideoDataset(Dataset):
 
     def __init__(self, records: list[VideoRecord], transform: ClipTransform, frames: int, *, train: bool,
                  clips: int = 1, crops: int = 1, seed: int = 0, max_retries: int = 10,
-                 backends: tuple[str, ...] = ("decord", "pyav"), sampling: str = "uniform", interval: int = 1,
+                 decoder: str = "auto", sampling: str = "uniform", interval: int = 1,
                  short_video: str = "loop", missing: list[str] | None = None,
                  frame_cache: FrameCache | None = None, flip_labels: list[int] | None = None):
         self.records, self.transform, self.frames, self.train = records, transform, frames, train
         self.clips, self.crops, self.seed, self.max_retries = clips, crops, seed, max_retries
-        self.backends = tuple(backends)
+        self.decoder = decoder
         self.sampler = FrameSampler(sampling, frames, interval, short_video)
         self.missing = list(missing or [])
         if frame_cache is not None and train and sampling != "uniform":
@@ -67,7 +67,7 @@ class VideoDataset(Dataset):
 
     def _read(self, index: int, view: int, choose) -> np.ndarray:
         def decode():
-            return read_frames(self.records[index].path, choose, self.backends,
+            return read_frames(self.records[index].path, choose, self.decoder,
                                short_side=self.transform.decode_short_side)
 
         return decode() if self.frame_cache is None else self.frame_cache.get(index, view, decode)

@@ -1,11 +1,22 @@
-"""Video decoding: decord first (one thread), PyAV when decord fails on a file.
+"""Reading a clip's frames from a video file: ``read_frames(path, choose, decoder)``.
 
-PyAV reads only what a clip needs: one pass over the packets (no decoding) gives the frame count
-and each frame's keyframe, then it seeks to the keyframe before the needed frames and converts only
-those to RGB, so its memory does not grow with the video's length. Given the short side the clip
-needs, both backends scale larger frames down while converting them to RGB (FFmpeg's scaler), so a
-full-resolution RGB frame never exists. Each backend runs under a timeout (:data:`DECODE_TIMEOUT_S`):
-a decoder that hangs costs one unreadable video, not the run.
+Every decoder returns exactly the frames a sequential decode of the file's chosen video stream gives
+(:func:`~.video_file.video_stream`: FFmpeg's best video stream), frame ``i`` being the ``i``-th frame
+that decode outputs, unscaled or scaled by one filter (:class:`~.video_file.RGBConverter`):
+
+* ``pyav`` (:mod:`.pyav_decode`): seeks through a packet index and proves every seek right on the
+  decoder's output, else decodes the file from the start.
+* ``decord`` (one thread): used for a file only once PyAV has shown that decord reads it exactly —
+  one video stream, not AVI (decord returns wrong frames near the end of AVI files, at random),
+  seeks that give the sequential decode's frames (:func:`~.pyav_decode.needs_linear_decode`), the
+  same frame count. Any other file, and any file decord fails on, is read by PyAV. The verdict is
+  remembered per process.
+* ``auto`` (the default): the fastest decoder that is exact for the file. PyAV measured as fast as
+  decord or faster on every file type benchmarked (``benchmarks/decoders.py``), and it checks what
+  it returns, so ``auto`` is PyAV.
+
+Each decoder runs under a timeout (:data:`DECODE_TIMEOUT_S`): a decoder that hangs costs one
+unreadable video, not the run.
 """
 from __future__ import annotations
 
@@ -16,16 +27,15 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
-from functools import partial
-from typing import Callable, Iterator
+from functools import lru_cache, partial
+from typing import Iterator
 
 import numpy as np
 
+from .pyav_decode import IndexFn, PacketIndex, decode_pyav, frame_count, needs_linear_decode, open_stream
+from .video_file import VideoDecodeError, file_key, frame_to_rgb, scaled_size  # noqa: F401 - the module's API
+
 log = logging.getLogger(__name__)
-
-# Frame-index chooser: given the video's frame count, return the indices to decode.
-IndexFn = Callable[[int], np.ndarray]
-
 
 SHORT_VIDEO_FRAMES = 32
 
@@ -34,21 +44,9 @@ SHORT_VIDEO_FRAMES = 32
 # few seconds; a hang (a decoder looping on a corrupt file, a stalled network mount) never ends.
 DECODE_TIMEOUT_S = 120.0
 
-# Codecs that give exactly one frame per packet, with the packet's pts: for these PyAV indexes the
-# frames from the packets and seeks. Others (VP8 may store hidden alt-ref frames as packets of
-# their own) decode linearly.
-SEEKABLE_CODECS = frozenset({"h264", "hevc", "vp9", "av1", "mpeg4", "mpeg1video", "mpeg2video", "mjpeg"})
-
-# A keyframe at most this many packets ahead is decoded up to rather than sought, which spares
-# all-intra videos a seek per frame (0, 4 and 16 measured alike on the benchmark's videos).
-SEEK_MIN_PACKETS = 4
-# A seek that lands after its keyframe is retried this many times, each aimed a keyframe earlier
-# (then the stream decodes linearly).
-SEEK_RETRIES = 3
-
-
-class VideoDecodeError(RuntimeError):
-    """A video file could not be read by any backend."""
+DECODERS = ("auto", "pyav", "decord")
+# The backends each decoder tries, in order (the next one when a backend cannot read the file).
+_CHAINS = {"auto": ("pyav",), "pyav": ("pyav",), "decord": ("decord", "pyav")}
 
 
 class DecodeTimeout(VideoDecodeError):
@@ -90,21 +88,40 @@ def native_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
-def scaled_size(height: int, width: int, short_side: int) -> tuple[int, int]:
-    """``(H, W)`` with the short side at ``short_side`` and the aspect ratio kept: the size
-    :class:`~.transforms.ClipTransform` resizes a frame to, so a frame decoded at it is not resized again."""
-    scale = short_side / min(height, width)
-    return max(short_side, round(height * scale)), max(short_side, round(width * scale))
+@lru_cache(maxsize=1 << 16)
+def _decord_verdict(key: tuple[str, int, int]) -> tuple[str, int]:
+    """``(why decord must not read the file, '' when it may; the sequential decode's frame count)``."""
+    import av
+
+    path = key[0]
+    with av.open(path) as container:
+        if "avi" in container.format.name.split(","):
+            return "an AVI file (decord returns wrong frames near the end of AVI files)", 0
+        if len(container.streams.video) > 1:
+            return f"{len(container.streams.video)} video streams (decord cannot be told which to read)", 0
+        index = PacketIndex.read(container, open_stream(container))
+    reason = needs_linear_decode(path)
+    return (f"seeking in it is not exact: {reason}", 0) if reason else ("", index.num_frames)
+
+
+def decord_refusal(path: str) -> str:
+    """Why decord cannot be trusted with this file ('' when it can; see the module docstring)."""
+    return _decord_verdict(file_key(path))[0]
 
 
 def _decode_decord(path: str, choose: IndexFn, short_side: int | None = None) -> np.ndarray:
+    reason, frames = _decord_verdict(file_key(path))
+    if reason:
+        log.debug("%s: read by PyAV instead of decord: %s", path, reason)
+        return decode_pyav(path, choose, short_side)
     decord = import_decord()
 
     # num_threads=1: decord's multi-threaded VP9 path crashes on some webm files (SSv2).
     reader = decord.VideoReader(path, num_threads=1, ctx=decord.cpu(0))
     n = len(reader)
-    if n == 0:
-        raise VideoDecodeError("no frames")
+    if n != frames:
+        log.debug("%s: read by PyAV instead of decord: decord counts %d frames, a sequential decode %d", path, n, frames)
+        return decode_pyav(path, choose, short_side)
     if short_side:
         # decord tells the frame size only by decoding a frame (the first: a keyframe, ~1% of a clip).
         h, w = reader[0].shape[:2]
@@ -121,228 +138,26 @@ def _decode_decord(path: str, choose: IndexFn, short_side: int | None = None) ->
     return reader.get_batch(list(idx)).asnumpy()
 
 
-def frame_to_rgb(frame, short_side: int | None) -> np.ndarray:
-    """A PyAV frame as RGB ``(H, W, 3)``, scaled down when its short side exceeds ``short_side``
-    (FFmpeg's bilinear scaler, which widens its filter when shrinking; decord uses the same)."""
-    if short_side and min(frame.height, frame.width) > short_side:
-        height, width = scaled_size(frame.height, frame.width, short_side)
-        return frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="BILINEAR")
-    return frame.to_ndarray(format="rgb24")
+BACKENDS = {"pyav": decode_pyav, "decord": _decode_decord}
 
 
-def _decode_pyav(path: str, choose: IndexFn, short_side: int | None = None) -> np.ndarray:
-    """PyAV: seeks to the keyframe before each needed frame and converts only the needed frames to
-    RGB (see :class:`_PacketIndex`); streams whose packets cannot index frames decode linearly."""
-    import av
-
-    chosen = None
-    with av.open(path) as container:
-        if not container.streams.video:
-            raise VideoDecodeError("no video stream")
-        stream = container.streams.video[0]
-        index = _PacketIndex.read(container, stream)
-        if index is not None:
-            idx = _checked_indices(choose, index.num_frames)
-            try:
-                frames = _SeekingDecoder(container, stream, index, short_side).decode(np.unique(idx))
-                return np.stack([frames[i] for i in idx.tolist()])
-            except _Irregular as e:
-                log.debug("%s: %s; decoding it from the start", path, e)
-                chosen = (index.num_frames, idx)
-    return _decode_pyav_linear(path, choose, chosen, short_side)
+def check_decoder(decoder: str) -> None:
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
 
 
-def _checked_indices(choose: IndexFn, n: int) -> np.ndarray:
-    idx = np.asarray(choose(n), dtype=np.int64)
-    if idx.ndim != 1 or idx.size == 0 or idx.min() < 0 or idx.max() >= n:
-        raise IndexError(f"the frame chooser returned {idx.tolist()[:8]} for a video of {n} frames; "
-                         f"it must return a non-empty 1-D array of indices in [0, {n})")
-    return idx
-
-
-def _decode_pyav_linear(path: str, choose: IndexFn, chosen: tuple[int, np.ndarray] | None = None,
-                        short_side: int | None = None) -> np.ndarray:
-    """Exact for any stream, at the cost of decoding it twice: once to count the frames (no RGB
-    conversion), once up to the last needed frame. ``chosen``: ``(frame count, indices)`` already
-    chosen from the packets, reused when the count agrees (``choose`` may draw random numbers)."""
-    import av
-
-    with av.open(path) as container:
-        n = sum(1 for _ in container.decode(video=0))
-    if n == 0:
-        raise VideoDecodeError("no frames")
-    idx = chosen[1] if chosen is not None and chosen[0] == n else _checked_indices(choose, n)
-    wanted, last, frames = set(idx.tolist()), int(idx.max()), {}
-    with av.open(path) as container:
-        for i, frame in enumerate(container.decode(video=0)):
-            if i in wanted:
-                frames[i] = frame_to_rgb(frame, short_side)
-            if i == last:
-                break
-    return np.stack([frames[i] for i in idx.tolist()])
-
-
-class _Irregular(Exception):
-    """The decoded stream disagrees with its packets' timestamps: the caller decodes linearly."""
-
-
-@dataclass
-class _PacketIndex:
-    """The video packets of a file in decode order, read without decoding them.
-
-    A full decode outputs one frame per shown packet, in pts order, so frame ``i`` is the packet of
-    the ``i``-th smallest pts: the packets alone give the frame count and each frame's index,
-    exactly, without assuming a constant frame rate. Shapes: ``pts`` ``(P,)`` per packet in decode
-    order; ``frame_pts``, ``frame_packet`` (its position) ``(N,)`` per frame; ``keyframes`` the
-    positions of the keyframe packets.
-    """
-
-    pts: np.ndarray
-    frame_pts: np.ndarray
-    frame_packet: np.ndarray
-    keyframes: np.ndarray
-    position: dict[int, int]  # pts -> packet position
-    frame_of: dict[int, int]  # pts -> frame index
-
-    @property
-    def num_frames(self) -> int:
-        return len(self.frame_pts)
-
-    @classmethod
-    def read(cls, container, stream) -> _PacketIndex | None:
-        """None when the packets cannot index the frames: a codec not known to give one frame per
-        packet (VP8's hidden alt-ref frames), missing or repeated pts, a stream not starting with a
-        keyframe, PyAV < 12."""
-        if stream.codec_context.codec.canonical_name not in SEEKABLE_CODECS:
-            return None
-        pts, keyframe, shown = [], [], []
-        for packet in container.demux(stream):
-            if packet.size == 0:  # the empty packet that flushes the decoder at the end
-                continue
-            if packet.pts is None:
-                return None
-            # Discarded packets (cut by an MP4 edit list) are decoded but never output. PyAV < 12
-            # does not tell them: such a file's frame indices cannot be had from its packets.
-            discard = getattr(packet, "is_discard", None)
-            if discard is None:
-                return None
-            pts.append(packet.pts)
-            keyframe.append(packet.is_keyframe)
-            shown.append(not discard)
-        if not any(shown) or not keyframe[0] or len(set(pts)) < len(pts):
-            return None
-        pts, shown = np.array(pts, np.int64), np.flatnonzero(shown)
-        frame_packet = shown[np.argsort(pts[shown], kind="stable")]
-        return cls(pts, pts[frame_packet], frame_packet, np.flatnonzero(keyframe),
-                   {p: k for k, p in enumerate(pts.tolist())},
-                   {p: i for i, p in enumerate(pts[frame_packet].tolist())})
-
-    def start_of(self, frame: int) -> int:
-        """Packet position of the keyframe to decode ``frame`` from: the last keyframe before it in
-        decode order that is not shown after it (an open GOP's I-frame is decoded before the
-        B-frames shown ahead of it, which need the GOP before)."""
-        j = int(np.searchsorted(self.keyframes, self.frame_packet[frame], side="right")) - 1
-        while j >= 0 and self.pts[self.keyframes[j]] > self.frame_pts[frame]:
-            j -= 1
-        if j < 0:
-            raise _Irregular(f"no keyframe before frame {frame}")
-        return int(self.keyframes[j])
-
-
-def indexed_frame_count(path: str) -> int | None:
-    """The exact frame count of a video's first video stream from its packets, without decoding
-    them (:class:`_PacketIndex`); None when its packets cannot index its frames."""
-    import av
-
-    with av.open(path) as container:
-        index = _PacketIndex.read(container, container.streams.video[0]) if container.streams.video else None
-    return index.num_frames if index is not None else None
-
-
-class _SeekingDecoder:
-    """Decodes the frames of a :class:`_PacketIndex` in increasing index order, seeking forward to a
-    frame's keyframe when it lies ahead of the packets read, and checking that what the decoder
-    outputs agrees with the index (every frame known, consecutive after a seek)."""
-
-    def __init__(self, container, stream, index: _PacketIndex, short_side: int | None = None):
-        self.container, self.stream, self.index, self.short_side = container, stream, index, short_side
-        self.packets = None  # demuxer iterator; None until the first seek
-        self.next_packet = 0  # position of the packet it yields next
-        self.landing = None  # after a seek: (packet aimed at, last position to land on, retries so far)
-        self.expect = None  # the frame index the decoder outputs next (None: after a seek, unknown)
-
-    def decode(self, wanted: np.ndarray) -> dict[int, np.ndarray]:
-        """RGB ``(H, W, 3)`` frames of the sorted, unique indices ``wanted``, by index."""
-        frames: dict[int, np.ndarray] = {}
-        todo = set(wanted.tolist())
-        for t in wanted.tolist():
-            if t in frames:
-                continue
-            start = self.index.start_of(t)
-            if self.packets is None or start > self.next_packet + SEEK_MIN_PACKETS:
-                self._seek(start)
-            while t not in frames:
-                self._decode_packet(todo, frames)
-        return frames
-
-    def _seek(self, position: int, limit: int | None = None, tries: int = 0) -> None:
-        # By the keyframe's pts: MP4 and Matroska land on the keyframe itself (its dts lands a GOP
-        # earlier in MP4). MPEG-PS lands a packet or two after it: _decode_packet aims again, at
-        # earlier keyframes, until the first packet read is not after ``limit``.
-        self.container.seek(int(self.index.pts[position]), backward=True, any_frame=False, stream=self.stream)
-        if self.packets is not None:
-            self.packets.close()
-        self.packets = self.container.demux(self.stream)
-        self.landing, self.expect = (position, position if limit is None else limit, tries), None
-
-    def _decode_packet(self, todo: set[int], frames: dict[int, np.ndarray]) -> None:
-        packet = next(self.packets, None)
-        if packet is None:
-            raise _Irregular("the stream ended before a needed frame")
-        if packet.size:  # not the flush packet at the end
-            position = self.index.position.get(packet.pts)
-            if position is None:
-                raise _Irregular(f"a packet (pts {packet.pts}) missing from the index")
-            if self.landing is not None:
-                aim, limit, tries = self.landing
-                if position > limit:
-                    earlier = self.index.keyframes[self.index.keyframes < aim]
-                    if len(earlier) == 0 or tries == SEEK_RETRIES:
-                        raise _Irregular(f"a seek to packet {limit} landed on packet {position}")
-                    return self._seek(int(earlier[-1]), limit, tries + 1)
-                # From the keyframe sought on, the decoder must output every frame, in order.
-                # Frames shown before it (the previous GOP when the seek landed early, an open
-                # GOP's leading B-frames) may be missing or broken: skipped, none is wanted.
-                self.expect = int(np.searchsorted(self.index.frame_pts, self.index.pts[limit]))
-                self.landing = None
-            self.next_packet = position + 1
-        for frame in packet.decode():
-            i = self.index.frame_of.get(frame.pts)
-            if i is None:
-                raise _Irregular(f"a decoded frame's pts {frame.pts} is no packet's")
-            if self.expect is None or i < self.expect:  # shown before the keyframe sought
-                continue
-            if i != self.expect:
-                raise _Irregular(f"the decoder output frame {i} after frame {self.expect - 1}")
-            self.expect = i + 1
-            if i in todo:
-                frames[i] = frame_to_rgb(frame, self.short_side)
-
-
-BACKENDS = {"decord": _decode_decord, "pyav": _decode_pyav}
-
-
-def read_frames(path: str | os.PathLike, choose: IndexFn, backends: tuple[str, ...] = ("decord", "pyav"),
-                timeout: float | None = None, short_side: int | None = None) -> np.ndarray:
+def read_frames(path: str | os.PathLike, choose: IndexFn, decoder: str = "auto", timeout: float | None = None,
+                short_side: int | None = None) -> np.ndarray:
     """Decode the frames ``choose(num_frames)`` of a video as uint8 ``(T, H, W, 3)`` RGB.
 
-    ``short_side``: frames whose short side is longer come out scaled down to :func:`scaled_size`
-    (None: as stored).
+    ``decoder``: one of :data:`DECODERS` (see the module docstring). ``short_side``: frames whose
+    short side is longer come out scaled down to :func:`scaled_size` (None: as stored).
 
-    Tries each backend in order, each for at most ``timeout`` seconds (None: :data:`DECODE_TIMEOUT_S`,
+    Each backend of the decoder is given at most ``timeout`` seconds (None: :data:`DECODE_TIMEOUT_S`,
     read at each call; 0: no limit); raises :class:`VideoDecodeError` naming the file and every
     backend's error when none can read it (a timeout included).
     """
+    check_decoder(decoder)
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise VideoDecodeError(f"{path}: file not found")
@@ -351,7 +166,7 @@ def read_frames(path: str | os.PathLike, choose: IndexFn, backends: tuple[str, .
     timeout = DECODE_TIMEOUT_S if timeout is None else timeout
     if timeout < 0:
         raise ValueError(f"read_frames: timeout must be >= 0 seconds (0: no limit), got {timeout}")
-    errors = []
+    errors, backends = [], _CHAINS[decoder]
     for name in backends:
         try:
             # Silenced here, not in the backend's thread: a thread left hanging must not keep the
@@ -397,3 +212,34 @@ def _call_with_timeout(backend, path: str, choose: IndexFn, timeout: float) -> n
     if "error" in result:
         raise result["error"]
     return result["frames"]
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """The chosen video stream of a file as a decoder sees it."""
+
+    stream: int  # the stream's index in the container
+    frames: int  # frames of a sequential decode
+    fps: float  # the stream's average frame rate
+    width: int
+    height: int
+    codec: str
+    container: str
+
+
+def video_info(path: str | os.PathLike, decoder: str = "auto") -> VideoInfo:
+    """Stream, frame count, fps and size of the video ``decoder`` reads from ``path`` (decord's own
+    count and rate when it is trusted with the file)."""
+    import av
+
+    check_decoder(decoder)
+    path = os.fspath(path)
+    with av.open(path) as container:
+        stream = open_stream(container)
+        info = VideoInfo(stream.index, 0, float(stream.average_rate or stream.guessed_rate or 0), stream.width,
+                         stream.height, stream.codec_context.name, container.format.name)
+    if decoder == "decord" and not decord_refusal(path):
+        reader = import_decord().VideoReader(path, num_threads=1)
+        return VideoInfo(info.stream, len(reader), float(reader.get_avg_fps()), info.width, info.height, info.codec,
+                         info.container)
+    return VideoInfo(info.stream, frame_count(path), info.fps, info.width, info.height, info.codec, info.container)

@@ -1,5 +1,6 @@
-"""Probing every video of a dataset before training: which are missing, unreadable, or shorter
-than one clip. The command is ``python -m video_sparse.data.scan data=...`` (``apps/scan.py``)."""
+"""Probing every video of a dataset before training: which are missing, unreadable, shorter than
+one clip, or decoded from the start because seeking in them does not give the frames of a sequential
+decode. The command is ``python -m video_sparse.data.scan data=...`` (``apps/scan.py``)."""
 from __future__ import annotations
 
 import csv
@@ -7,19 +8,34 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from tqdm import tqdm
 
 from ..errors import UserError
-from .decode import VideoDecodeError, read_frames
+from .decode import VideoDecodeError, read_frames, video_info
+from .pyav_decode import needs_linear_decode
 
-STATUSES = ("ok", "short", "missing", "unreadable")
-REPORT_COLUMNS = ("split", "path", "status", "frames", "detail")
+STATUSES = ("ok", "needs_linear_decode", "short", "missing", "unreadable")
+REPORT_COLUMNS = ("split", "path", "status", "frames", "stream", "fps", "detail")
 
 
-def probe_video(path: str) -> tuple[int, str]:
-    """``(frame count, "")`` when the first, middle and last frames decode, else ``(0, error)``."""
+class Probe(NamedTuple):
+    """What the scan learns of one video: its frame count, the error that made it unreadable ('' if
+    none), the chosen stream's index and frame rate, and why it is decoded from the start ('' if
+    seeks in it are exact)."""
+
+    frames: int
+    error: str
+    stream: int = -1
+    fps: float = 0.0
+    linear: str = ""
+
+
+def probe_video(path: str, decoder: str = "auto") -> Probe:
+    """Decode the first, middle and last frames of ``path`` with ``decoder``; read its chosen stream's
+    index and frame rate; check every keyframe seek
+    (:func:`~.pyav_decode.needs_linear_decode`)."""
     count = 0
 
     def ends(n: int):
@@ -28,10 +44,14 @@ def probe_video(path: str) -> tuple[int, str]:
         return [0, n // 2, n - 1]
 
     try:
-        read_frames(path, ends)
+        read_frames(path, ends, decoder)
+        info = video_info(path, decoder)
+        linear = needs_linear_decode(path)
     except VideoDecodeError as e:
-        return 0, str(e)
-    return count, ""
+        return Probe(0, str(e))
+    except Exception as e:  # noqa: BLE001 - FFmpeg raises anything on a file it cannot read
+        return Probe(0, f"{type(e).__name__}: {str(e).strip()[:200]}")
+    return Probe(count, "", info.stream, round(info.fps, 3), linear)
 
 
 # A probe that does not return: the decoder killed its process (a segfault in FFmpeg, an abort).
@@ -45,8 +65,8 @@ class ScanError(UserError):
     """The scan cannot probe videos at all (the message says why and the fix)."""
 
 
-def _pool_pass(probe: Callable[[str], tuple[int, str]], paths: list[str], workers: int,
-               report: Callable[[int, tuple[int, str]], None]) -> list[int]:
+def _pool_pass(probe: Callable[[str], tuple], paths: list[str], workers: int,
+               report: Callable[[int, tuple], None]) -> list[int]:
     """Probe ``paths`` in one pool of ``workers`` processes, calling ``report(i, result)`` as each
     finishes (an exception in ``probe`` is that video's error). Returns the indices not probed, in
     order, when a worker process died (which breaks the pool), else []. Probes are handed out in
@@ -81,18 +101,18 @@ def _pool_pass(probe: Callable[[str], tuple[int, str]], paths: list[str], worker
     return sorted(pending.values()) + list(range(sent, len(paths)))
 
 
-def probe_all(paths: list[str], workers: int, probe: Callable[[str], tuple[int, str]] = probe_video,
-              progress: bool = True) -> list[tuple[int, str]]:
+def probe_all(paths: list[str], workers: int, probe: Callable[[str], tuple] = probe_video,
+              progress: bool = True) -> list[tuple]:
     """``probe(path)`` of every path, in ``workers`` processes, in the order of ``paths``. A video
     whose probe kills its process is reported as :data:`CRASHED`: after a worker dies, the videos
     that were in flight are probed again one at a time, which names the culprit, and the rest go
     on in a fresh pool. ``probe`` must be picklable (a module-level function)."""
-    results: list[tuple[int, str] | None] = [None] * len(paths)
+    results: list[tuple | None] = [None] * len(paths)
     bar = tqdm(total=len(paths), desc="scan", unit="video", disable=not progress)
     todo, crashes = list(range(len(paths))), 0
 
-    def done(subset: list[int]) -> Callable[[int, tuple[int, str]], None]:
-        def report(k: int, result: tuple[int, str]) -> None:
+    def done(subset: list[int]) -> Callable[[int, tuple], None]:
+        def report(k: int, result: tuple) -> None:
             results[subset[k]] = result
             bar.update()
         return report
@@ -117,21 +137,24 @@ def probe_all(paths: list[str], workers: int, probe: Callable[[str], tuple[int, 
 
 
 def scan_videos(videos: dict[str, list[str]], missing: dict[str, list[str]], need: int,
-                workers: int, probe: Callable[[str], tuple[int, str]] = probe_video) -> tuple[dict, list[tuple]]:
+                workers: int, probe: Callable[[str], tuple] = probe_video) -> tuple[dict, list[tuple]]:
     """Probe ``videos`` (split -> paths) in ``workers`` processes; a video of fewer than ``need``
-    frames is short. Returns ``{split: {status: count}}`` and the report rows of every video that
-    is not ok (``missing``, split -> paths, come first). ``probe``: see :func:`probe_all`."""
+    frames is short. Returns ``{split: {status: count}}`` and a report row for every video
+    (``missing``, split -> paths, first). ``probe``: see :func:`probe_all` (a :class:`Probe`, or
+    its first fields)."""
     counts = {split: dict.fromkeys(STATUSES, 0) for split in videos}
-    rows = [(split, m, "missing", 0, "not on disk") for split, gone in missing.items() for m in gone]
+    rows = [(split, m, "missing", 0, "", "", "not on disk") for split, gone in missing.items() for m in gone]
     for split, gone in missing.items():
         counts[split]["missing"] = len(gone)
     jobs = [(split, path) for split, paths in videos.items() for path in paths]
     results = probe_all([path for _, path in jobs], workers, probe)
-    for (split, path), (n, error) in zip(jobs, results):
-        status = "unreadable" if error else "short" if n < need else "ok"
+    for (split, path), result in zip(jobs, results):
+        n, error, stream, fps, linear = Probe(*result)
+        short = f"{n} frames < {need} of one clip" if n < need else ""
+        status = ("unreadable" if error else "short" if short else "needs_linear_decode" if linear else "ok")
         counts[split][status] += 1
-        if status != "ok":
-            rows.append((split, path, status, n, error or f"{n} frames < {need} of one clip"))
+        detail = error or "; ".join(d for d in (short, linear and f"decoded from the start: {linear}") if d)
+        rows.append((split, path, status, n, "" if error else stream, "" if error else fps, detail))
     return counts, rows
 
 
@@ -143,10 +166,22 @@ def write_report(rows: list[tuple], path: Path) -> None:
 
 
 def counts_table(counts: dict, need: int) -> str:
-    lines = [f"{'split':<8}{'videos':>9}" + "".join(f"{s:>12}" for s in STATUSES)]
+    width = max(map(len, STATUSES)) + 2
+    lines = [f"{'split':<8}{'videos':>9}" + "".join(f"{s:>{width}}" for s in STATUSES)]
     for split, c in counts.items():
-        lines.append(f"{split:<8}{sum(c.values()):>9}" + "".join(f"{c[s]:>12}" for s in STATUSES))
-    lines.append(f"(short: fewer than {need} frames, the span of one clip)")
+        lines.append(f"{split:<8}{sum(c.values()):>9}" + "".join(f"{c[s]:>{width}}" for s in STATUSES))
+    lines.append(f"(short: fewer than {need} frames, the span of one clip; needs_linear_decode: seeking in it does "
+                 "not give the frames of a sequential decode, so it is read from the start: exact, slower)")
+    return "\n".join(lines)
+
+
+def videos_table(rows: list[tuple]) -> str:
+    """One line per video: stream, frames, fps, status and why."""
+    lines = [f"{'video':<40} {'stream':>6} {'frames':>7} {'fps':>8}  status"]
+    for _, path, status, frames, stream, fps, detail in rows:
+        name = Path(path).name
+        lines.append(f"{name[-40:]:<40} {stream!s:>6} {frames:>7} {fps!s:>8}  {status}"
+                     + (f" ({detail})" if detail else ""))
     return "\n".join(lines)
 
 

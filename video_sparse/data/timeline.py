@@ -8,12 +8,18 @@ Each window is sampled as evaluation samples a video of W frames (``FrameSampler
 would. The frame rate is the stream's average one: in a variable-rate video a window holds W
 frames, whatever their timestamps (the CSV gives the times of its first and last frame).
 
-The video is decoded once, front to back, by PyAV. When its packets give the exact frame count
-(one pass over them without decoding, :func:`~.decode.indexed_frame_count`), the windows are planned
-ahead and only the frames they sample are converted to RGB, at the short side the clip transform
-needs, and kept until the last window using them is out. Otherwise (e.g. VP8) every frame is
-converted and the last W kept, for the window ending at the last frame. Memory stays at a window's
-frames whatever the video's length.
+The video (its chosen stream, :func:`~.video_file.video_stream`) is decoded once, front to back, by
+PyAV: frame ``i`` is the ``i``-th frame of a sequential decode, as in every other path. When its
+packets give the exact frame count (one pass over them without decoding,
+:class:`~.pyav_decode.PacketIndex`), the windows are planned ahead and only the frames they sample
+are converted to RGB, at the short side the clip transform needs, and kept until the last window
+using them is out. Otherwise (e.g. VP8) every frame is converted and the last W kept, for the
+window ending at the last frame. Memory stays at a window's frames whatever the video's length.
+
+A window's times are its frames' presentation times: frame ``i`` is shown at the ``i``-th smallest
+timestamp (the packets' when they index the frames, else the decoded frames' within the last W).
+A decoder may label frames with timestamps out of order (packed B-frames in AVI), so the label of
+the ``i``-th frame out is not its time.
 """
 from __future__ import annotations
 
@@ -24,7 +30,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .decode import VideoDecodeError, frame_to_rgb, indexed_frame_count
+from .pyav_decode import PacketIndex
+from .video_file import RGBConverter, VideoDecodeError, video_stream
 from .sampling import FrameSampler
 from .transforms import ClipTransform
 
@@ -71,10 +78,11 @@ class WindowClips:
             self.container = av.open(path)
         except Exception as e:  # noqa: BLE001 - FFmpeg raises anything on a file it cannot open
             raise VideoDecodeError(f"{path}: cannot open ({type(e).__name__}: {e})") from e
-        if not self.container.streams.video:
+        try:
+            self.stream = video_stream(self.container)
+        except VideoDecodeError as e:
             self.container.close()
-            raise VideoDecodeError(f"{path}: no video stream")
-        self.stream = self.container.streams.video[0]
+            raise VideoDecodeError(f"{path}: {e}") from e
         self.stream.thread_type = "AUTO"
         rate = self.stream.average_rate or self.stream.guessed_rate
         if not rate:
@@ -83,9 +91,11 @@ class WindowClips:
         self.fps = float(rate)
         self.length, self.stride = window_frames(window_s, stride_s, self.fps)
         try:
-            self.num_frames = indexed_frame_count(path)
+            with av.open(path) as container:
+                self.index = PacketIndex.read(container, video_stream(container))
         except Exception:  # noqa: BLE001 - not indexable: the windows are found while decoding
-            self.num_frames = None
+            self.index = None
+        self.num_frames = self.index.num_frames if self.index is not None else None
         self.windows = (len(window_starts(self.num_frames, self.length, self.stride)) if self.num_frames
                         else None)  # for progress bars
         self.error: str | None = None  # why decoding stopped before the end, once iterated
@@ -105,7 +115,7 @@ class WindowClips:
         """With the frame count known from the packets, the windows are planned and only their frames
         are converted to RGB; otherwise the last W frames are kept for the window ending at the last
         frame, which is found when the stream ends."""
-        W, S, side, n = self.length, self.stride, self.transform.decode_short_side, self.num_frames
+        W, S, n, convert = self.length, self.stride, self.num_frames, RGBConverter(self.transform.decode_short_side)
         plan = [(s, min(W, n)) for s in window_starts(n, W, S)] if n else None
         needed = {int(i) for s, length in plan for idx in self._indices(s, length) for i in idx} if plan else None
         frames: dict[int, np.ndarray] = {}
@@ -116,7 +126,7 @@ class WindowClips:
                 if plan is not None and count == n:
                     break
                 if needed is None or count in needed:
-                    frames[count] = frame_to_rgb(frame, side)
+                    frames[count] = convert(frame)
                 times.append(frame.time if frame.time is not None else count / self.fps)
                 count += 1
                 if plan is None:
@@ -149,6 +159,11 @@ class WindowClips:
             yield self._window(emitted, tail, length, times, count), self._clip(frames, tail, length)
 
     def _window(self, index: int, start: int, length: int, times: deque, count: int) -> Window:
-        first = count - len(times)  # the frame times[0] is of
-        end = times[start + length - 1 - first] + 1.0 / self.fps
-        return Window(index, start, start + length, round(float(times[start - first]), 6), round(float(end), 6))
+        """Window ``index`` of frames ``[start, start + length)``; ``times``: the decoded timestamps
+        of the last frames up to frame ``count - 1``."""
+        if self.index is not None:
+            first, last = self.index.frame_time(start), self.index.frame_time(start + length - 1)
+        else:
+            shown, oldest = sorted(times), count - len(times)  # the frame the oldest time is of
+            first, last = shown[start - oldest], shown[start + length - 1 - oldest]
+        return Window(index, start, start + length, round(float(first), 6), round(float(last + 1.0 / self.fps), 6))
