@@ -56,6 +56,18 @@ READERS = {
 }
 
 
+def median_seconds(epoch, repeats: int) -> float:
+    """Median time of ``epoch(r)`` for r = 1..repeats, after a warm-up ``epoch(0)`` (libraries, page
+    cache, the per-file verdicts, worker start)."""
+    epoch(0)
+    times = []
+    for r in range(1, repeats + 1):
+        t = time.perf_counter()
+        epoch(r)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
 def clips_per_second(paths: list[str], sampler: FrameSampler, reader, short_side: int | None, repeats: int,
                      reads: int = 4) -> float:
     """Clips/s reading each path ``reads`` times with fresh random training indices."""
@@ -65,13 +77,7 @@ def clips_per_second(paths: list[str], sampler: FrameSampler, reader, short_side
             for p in paths:
                 reader(p, lambda n: sampler.train_indices(n, rng), short_side)
 
-    epoch(0)  # warm-up: libraries, page cache, the per-file verdicts
-    times = []
-    for r in range(1, repeats + 1):
-        t = time.perf_counter()
-        epoch(r)
-        times.append(time.perf_counter() - t)
-    return reads * len(paths) / statistics.median(times)
+    return reads * len(paths) / median_seconds(epoch, repeats)
 
 
 def motion_videos(folder: Path, count: int = 24) -> list[str]:
@@ -111,21 +117,15 @@ def loader_table(workers: list[int], repeats: int, copies: int = 6) -> list[str]
                                  torch.utils.data.RandomSampler(ds, generator=torch.Generator().manual_seed(0)),
                                  train=True)
 
-            def epoch(e):
+            def epoch(e, ds=ds, loader=loader):
                 ds.set_epoch(e)
                 for _ in loader:
                     pass
 
-            epoch(0)
-            times = []
-            for r in range(1, repeats + 1):
-                t = time.perf_counter()
-                epoch(r)
-                times.append(time.perf_counter() - t)
-            cps = len(ds) / statistics.median(times)
+            cps = len(ds) / median_seconds(epoch, repeats)
             rows.append(f"| {name} | VideoDataset + DataLoader | {w} | {cps:.1f} | {cps / w / raw:.2f}x |")
             print(rows[-1], file=sys.stderr)
-            del loader
+            del loader, epoch  # ends its workers before the next loader starts
     return rows
 
 

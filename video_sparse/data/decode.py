@@ -8,7 +8,7 @@ that decode outputs, unscaled or scaled by one filter (:class:`~.video_file.RGBC
   decoder's output, else decodes the file from the start.
 * ``decord`` (one thread): used for a file only once PyAV has shown that decord reads it exactly —
   one video stream, not AVI (decord returns wrong frames near the end of AVI files, at random),
-  seeks that give the sequential decode's frames (:func:`~.pyav_decode.needs_linear_decode`), the
+  seeks that give the sequential decode's frames (:func:`~.pyav_decode.seek_verdict`), the
   same frame count. Any other file, and any file decord fails on, is read by PyAV. The verdict is
   remembered per process.
 * ``auto`` (the default): the fastest decoder that is exact for the file. PyAV measured as fast as
@@ -32,8 +32,8 @@ from typing import Iterator
 
 import numpy as np
 
-from .pyav_decode import IndexFn, PacketIndex, decode_pyav, frame_count, needs_linear_decode, open_stream
-from .video_file import VideoDecodeError, file_key, frame_to_rgb, scaled_size  # noqa: F401 - the module's API
+from .pyav_decode import IndexFn, decode_pyav, frame_count, open_stream, seek_verdict
+from .video_file import VideoDecodeError, file_key, scaled_size  # noqa: F401 - the module's API
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +99,8 @@ def _decord_verdict(key: tuple[str, int, int]) -> tuple[str, int]:
             return "an AVI file (decord returns wrong frames near the end of AVI files)", 0
         if len(container.streams.video) > 1:
             return f"{len(container.streams.video)} video streams (decord cannot be told which to read)", 0
-        index = PacketIndex.read(container, open_stream(container))
-    reason = needs_linear_decode(path)
-    return (f"seeking in it is not exact: {reason}", 0) if reason else ("", index.num_frames)
+    reason, frames = seek_verdict(path)
+    return (f"seeking in it is not exact: {reason}", 0) if reason else ("", frames)
 
 
 def decord_refusal(path: str) -> str:

@@ -88,8 +88,7 @@ def decode_pyav_linear(path: str, choose: IndexFn, chosen: tuple[int, np.ndarray
     chosen from the packets, reused when the count agrees (``choose`` may draw random numbers)."""
     import av
 
-    with av.open(path) as container:
-        n = sum(1 for _ in container.decode(open_stream(container)))
+    n = _decoded_count(path)
     if n == 0:
         raise VideoDecodeError("no frames")
     idx = chosen[1] if chosen is not None and chosen[0] == n else checked_indices(choose, n)
@@ -103,43 +102,55 @@ def decode_pyav_linear(path: str, choose: IndexFn, chosen: tuple[int, np.ndarray
     return np.stack([frames[i] for i in idx.tolist()])
 
 
+def _decoded_count(path: str) -> int:
+    """Frames of a sequential decode of the chosen stream, counted without RGB conversion."""
+    import av
+
+    with av.open(path) as container:
+        return sum(1 for _ in container.decode(open_stream(container)))
+
+
 def frame_count(path: str) -> int:
     """The number of frames a sequential decode of the chosen stream gives (from the packets when
-    they index the frames, else by decoding without RGB conversion)."""
+    they index the frames, else by decoding)."""
     import av
 
     with av.open(path) as container:
         stream = open_stream(container)
         index = PacketIndex.read(container, stream)
-        if index is not None:
-            return index.num_frames
-    with av.open(path) as container:
-        return sum(1 for _ in container.decode(open_stream(container)))
+    return index.num_frames if index is not None else _decoded_count(path)
 
 
-def needs_linear_decode(path: str) -> str:
-    """Why seeking in this file cannot give the frames of a sequential decode ('' when it can):
-    every keyframe after the first is sought and its frame and the next decoded, with the checks
-    of :class:`SeekingDecoder`. The verdict is remembered for the process (reads of the file then
+def seek_verdict(path: str) -> tuple[str, int]:
+    """``(why seeking in this file cannot give the frames of a sequential decode, '' when it can;
+    the frame count its packets give, 0 when they do not index its frames)``: every keyframe after
+    the first is sought and its frame and the next decoded, with the checks of
+    :class:`SeekingDecoder`. A wrong verdict is remembered for the process (reads of the file then
     decode from the start). Raises what PyAV raises on a file it cannot open."""
     import av
 
     key = file_key(path)
     if key in _LINEAR_FILES:
-        return _LINEAR_FILES[key]
+        return _LINEAR_FILES[key], 0
     with av.open(path) as container:
         stream = open_stream(container)
         index = PacketIndex.read(container, stream)
         if index is None:
-            return f"its {stream.codec_context.name} packets do not index its frames"
+            return f"its {stream.codec_context.name} packets do not index its frames", 0
         starts = [index.frame_of[int(index.pts[k])] for k in index.keyframes[1:]]
         wanted = np.unique([i for s in starts for i in (s, s + 1) if i < index.num_frames])
         try:
             SeekingDecoder(container, stream, index, convert=lambda frame: None, seek_min_packets=0).decode(wanted)
         except Irregular as e:
             _LINEAR_FILES[key] = str(e)
-            return str(e)
-    return ""
+            return str(e), 0
+    return "", index.num_frames
+
+
+def needs_linear_decode(path: str) -> str:
+    """Why seeking in this file cannot give the frames of a sequential decode ('' when it can; see
+    :func:`seek_verdict`)."""
+    return seek_verdict(path)[0]
 
 
 class Irregular(Exception):

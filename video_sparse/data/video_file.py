@@ -74,12 +74,6 @@ class RGBConverter:
         return graph
 
 
-def frame_to_rgb(frame, short_side: int | None) -> np.ndarray:
-    """One PyAV frame as RGB (see :class:`RGBConverter`; a converter kept for a whole stream
-    builds its filter graph once)."""
-    return RGBConverter(short_side)(frame)
-
-
 def file_key(path: str) -> tuple[str, int, int]:
     """What a remembered verdict about a file is keyed on: a file rewritten in place is judged anew."""
     stat = os.stat(path)
