@@ -123,7 +123,7 @@ def loader_table(workers: list[int], repeats: int, copies: int = 6) -> list[str]
                     pass
 
             cps = len(ds) / median_seconds(epoch, repeats)
-            rows.append(f"| {name} | VideoDataset + DataLoader | {w} | {cps:.1f} | {cps / w / raw:.2f}x |")
+            rows.append(f"| {name} | VideoDataset + DataLoader | {w} | {cps:.1f} | {cps / max(w, 1) / raw:.2f}x |")
             print(rows[-1], file=sys.stderr)
             del loader, epoch  # ends its workers before the next loader starts
     return rows
