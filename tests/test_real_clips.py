@@ -261,3 +261,25 @@ def test_a_worker_forked_after_scaling_in_this_process_does_not_hang():
     proc = subprocess.run([sys.executable, "-c", FORK_AFTER_SCALING, str(REAL / "arm_wrestling.mp4")], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.split()[-1] == "1", proc.stderr[-2000:]
+
+
+def test_scan_videos_mistakes_are_one_line_each(tmp_path):
+    from conftest import compose
+    from video_sparse.apps.checks import ConfigError, check_scan
+    from video_sparse.apps.scan import scan
+    with pytest.raises(ConfigError, match=r"videos: .*gone.mp4 is neither a file nor a folder. Fix: videos="):
+        scan(compose("scan", [f"videos=[{tmp_path / 'gone.mp4'}]"]), tmp_path)
+    (tmp_path / "notes.txt").write_text("no video")
+    with pytest.raises(ConfigError, match=r"videos: no file in .*Fix: videos="):
+        scan(compose("scan", [f"videos=[{tmp_path}]"]), tmp_path)
+    with pytest.raises(ConfigError, match=r"data.decoder must be one of auto, pyav, decord, got ffmpeg"):
+        check_scan(compose("scan", [f"videos=[{tmp_path}]", "data.decoder=ffmpeg"]))
+
+
+def test_eval_s_decoder_override_replaces_the_run_s():
+    from conftest import compose
+    from video_sparse.apps.eval import checkpoint_data_config
+    run = {"name": "list", "root": "/v", "decoder": "decord", "frames": 8}
+    assert checkpoint_data_config(run, compose("eval", ["checkpoint=x.pt"]).data).decoder == "decord"
+    assert checkpoint_data_config(run, compose("eval", ["checkpoint=x.pt", "data.decoder=pyav"]).data).decoder == "pyav"
+    assert checkpoint_data_config({"name": "list"}, compose("eval", ["checkpoint=x.pt"]).data).decoder == "auto"
