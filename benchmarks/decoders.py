@@ -8,13 +8,15 @@ PyAV), and decord alone (``decord, unguarded``: its own frames, wrong on some of
 floor the guard costs against). Samplings: Kinetics dense 16 x 4 and SSv2 8 segments (training
 indices, a new draw per read), frames scaled to a short side of 256 while decoding as the
 dataset asks; the motion set: 4 of 16 frames at 64 px. One process, one decoder thread. Loader
-rows: ``VideoDataset`` + ``DataLoader`` (decode, sample, crop 224, normalise, collate; persistent
+rows: ``VideoDataset`` + ``DataLoader`` (decode, sample, crop 224, collate uint8 clips; persistent
 workers) over the real clips repeated, against raw ``read_frames`` of the same clips in this
-process. Prints markdown tables (median of ``--repeats``).
+process; and ``ClipTransform.to_model`` (the normalisation into float that follows on the model's
+device) run on this CPU, batches of 4. Prints markdown tables (median of ``--repeats``).
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import sys
 import tempfile
@@ -56,16 +58,17 @@ READERS = {
 }
 
 
+def seconds(epoch, r: int) -> float:
+    t = time.perf_counter()
+    epoch(r)
+    return time.perf_counter() - t
+
+
 def median_seconds(epoch, repeats: int) -> float:
     """Median time of ``epoch(r)`` for r = 1..repeats, after a warm-up ``epoch(0)`` (libraries, page
     cache, the per-file verdicts, worker start)."""
     epoch(0)
-    times = []
-    for r in range(1, repeats + 1):
-        t = time.perf_counter()
-        epoch(r)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return statistics.median(seconds(epoch, r) for r in range(1, repeats + 1))
 
 
 def clips_per_second(paths: list[str], sampler: FrameSampler, reader, short_side: int | None, repeats: int,
@@ -103,29 +106,51 @@ def decoder_table(motion: list[str], repeats: int) -> list[str]:
     return rows
 
 
-def loader_table(workers: list[int], repeats: int, copies: int = 6) -> list[str]:
-    """The loader over the real clips (each listed ``copies`` times) against raw decoding."""
-    rows = ["| sampling | pipeline | workers | clips/s | per worker vs raw |", "|---|---|---|---|---|"]
+def _read_sampled(job: tuple) -> None:
+    """Raw decoding of the frames the dataset samples for ``(path, sampler, seed, epoch, index)``."""
+    path, sampler, seed, epoch, index = job
+    rng = np.random.default_rng([seed, epoch, index])  # the dataset's first draw is the frame indices
+    read_frames(path, lambda n: sampler.train_indices(n, rng), "auto", short_side=256)
+
+
+def loader_table(workers: list[int], repeats: int, copies: int) -> list[str]:
+    """The loader over the real clips (each listed ``copies`` times) against raw decoding of exactly
+    the frames it samples, in as many processes as it has workers (what the machine's cores give
+    decoding alone: two processes on two cores do not run at twice one). Raw and loader epochs
+    alternate, and the ratio is the median of each pair's, so a busy minute slows both."""
+    rows = ["| sampling | workers | raw read_frames clips/s | loader clips/s | per worker vs raw |",
+            "|---|---|---|---|---|"]
     records = [VideoRecord(str(p), 0) for p in REAL] * copies
     for name, sampler in SAMPLINGS.items():
-        raw = clips_per_second([r.path for r in records], sampler, READERS["pyav (= auto)"], 256, repeats, reads=1)
-        rows.append(f"| {name} | raw read_frames (decoder auto) | - | {raw:.1f} | 1.00x |")
+        ds = VideoDataset(records, ClipTransform(size=224, short_side=256, train=True), sampler.frames, train=True,
+                          sampling=sampler.kind, interval=sampler.interval)
         for w in workers:
-            ds = VideoDataset(records, ClipTransform(size=224, short_side=256, train=True), sampler.frames, train=True,
-                              sampling=sampler.kind, interval=sampler.interval)
             loader = data_loader(ds, 4, w, torch.device("cpu"),
                                  torch.utils.data.RandomSampler(ds, generator=torch.Generator().manual_seed(0)),
                                  train=True)
+            with multiprocessing.get_context("fork").Pool(max(w, 1)) as pool:
+                def raw_epoch(e, pool=pool, sampler=sampler):
+                    jobs = [(r.path, sampler, ds.seed, e, i) for i, r in enumerate(ds.records)]
+                    if w <= 1:
+                        list(map(_read_sampled, jobs))
+                    else:
+                        pool.map(_read_sampled, jobs, chunksize=1)
 
-            def epoch(e, ds=ds, loader=loader):
-                ds.set_epoch(e)
-                for _ in loader:
-                    pass
+                def loader_epoch(e, loader=loader):
+                    ds.set_epoch(e)
+                    for _ in loader:
+                        pass
 
-            cps = len(ds) / median_seconds(epoch, repeats)
-            rows.append(f"| {name} | VideoDataset + DataLoader | {w} | {cps:.1f} | {cps / max(w, 1) / raw:.2f}x |")
+                raw_epoch(0), loader_epoch(0)  # warm-up: libraries, page cache, verdicts, workers
+                pairs = [(seconds(raw_epoch, r), seconds(loader_epoch, r)) for r in range(1, repeats + 1)]
+            raw, cps = (len(ds) / statistics.median(t) for t in zip(*pairs))
+            ratio = statistics.median(r / t for r, t in pairs)
+            rows.append(f"| {name} | {w} | {raw:.1f} | {cps:.1f} | {ratio:.2f}x |")
             print(rows[-1], file=sys.stderr)
-            del loader, epoch  # ends its workers before the next loader starts
+            del loader, loader_epoch  # ends its workers before the next loader starts
+        batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))["video"]
+        cps = 4 / median_seconds(lambda e: ds.transform.to_model(batch), max(repeats, 20))
+        rows.append(f"| {name} | to_model on this CPU (the float normalisation, main process) | - | {cps:.0f} | - |")
     return rows
 
 
@@ -134,6 +159,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--loader-only", action="store_true", help="only the data loader table")
+    ap.add_argument("--copies", type=int, default=16, help="times each real clip is listed in the loader's epoch")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if not args.loader_only:
@@ -142,7 +168,7 @@ def main() -> None:
         print(f"\nDecoders, one process, median of {args.repeats}\n")
         print("\n".join(rows))
     print(f"\nData loader over the real clips, batch 4, median of {args.repeats} epochs\n")
-    print("\n".join(loader_table(args.workers, args.repeats)))
+    print("\n".join(loader_table(args.workers, args.repeats, args.copies)))
 
 
 if __name__ == "__main__":

@@ -66,10 +66,41 @@ def _frames(T=4, H=40, W=60):
 def test_transform_shapes_and_normalisation():
     t = ClipTransform(size=32, short_side=36, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     out = t(_frames())
-    assert out.shape == (3, 4, 32, 32) and out.dtype == torch.float32
-    assert out.min() >= -1 and out.max() <= 1
-    white = t(np.full((2, 36, 36, 3), 255, np.uint8))
+    assert out.shape == (4, 32, 32, 3) and out.dtype == torch.uint8  # workers hand over uint8
+    x = t.to_model(torch.stack([out, out]))
+    assert x.shape == (2, 3, 4, 32, 32) and x.dtype == torch.float32 and x.is_contiguous()
+    assert x.min() >= -1 and x.max() <= 1
+    white = t.to_model(t(np.full((2, 36, 36, 3), 255, np.uint8)))
     torch.testing.assert_close(white, torch.ones_like(white))
+
+
+def test_to_model_matches_float64_normalisation():
+    """The fast in-place normalisation against the formula, on odd shapes with leading axes."""
+    mean, std = (0.3, 0.5, 0.7), (0.2, 0.25, 0.4)
+    t = ClipTransform(size=5, short_side=5, mean=mean, std=std)
+    video = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (2, 3, 3, 7, 5, 3), dtype=np.uint8))
+    expected = (video.double().permute(0, 1, 5, 2, 3, 4) / 255 - torch.tensor(mean, dtype=torch.float64).view(3, 1, 1, 1)) \
+        / torch.tensor(std, dtype=torch.float64).view(3, 1, 1, 1)
+    torch.testing.assert_close(t.to_model(video).double(), expected, atol=1e-5, rtol=0)
+
+
+def test_random_erasing_is_one_noise_box_in_every_frame():
+    t = ClipTransform(size=24, short_side=24, train=True, mean=(0, 0, 0), std=(1, 1, 1), erase_prob=1.0)
+    clip = t(np.zeros((5, 24, 24, 3), np.uint8), np.random.default_rng(0))
+    draws = torch.stack([t.draw_erase(np.random.default_rng(s)) for s in range(4)])
+    assert (draws[:, 2] > 0).all()
+    out = t.to_model(torch.stack([clip] * 4), draws)
+    for i, (top, left, h, w, _) in enumerate(draws.tolist()):
+        box = torch.zeros(24, 24, dtype=torch.bool)
+        box[top:top + h, left:left + w] = True
+        assert (out[i][:, :, ~box] == 0).all() and (out[i][:, :, box] != 0).all()
+        for k in range(1, 5):
+            torch.testing.assert_close(out[i][:, k], out[i][:, 0])
+    torch.testing.assert_close(out, t.to_model(torch.stack([clip] * 4), draws))  # the seed fixes the noise
+    never = ClipTransform(size=24, short_side=24, train=True, erase_prob=0.0)
+    assert not never.draw_erase(np.random.default_rng(0)).any()
+    torch.testing.assert_close(t.to_model(clip[None], never.draw_erase(np.random.default_rng(0))[None]),
+                               t.to_model(clip[None]))
 
 
 ALL_AUGMENTATIONS = [dict(), dict(scale_jitter=(24, 48)), dict(resized_crop_area=(0.08, 1.0)),
@@ -83,7 +114,8 @@ def test_train_augmentations_are_identical_for_all_frames(augment):
     clip = np.stack([frame] * 5)  # same frame 5 times: every output frame must be equal too
     t = ClipTransform(size=24, short_side=40, train=True, **augment)
     for seed in range(10):
-        out = t(clip, np.random.default_rng(seed), flip=seed % 2 == 1)
+        rng = np.random.default_rng(seed)
+        out = t.to_model(t(clip, rng, flip=seed % 2 == 1)[None], t.draw_erase(rng)[None])[0]
         assert out.shape == (3, 5, 24, 24)
         for k in range(1, 5):
             torch.testing.assert_close(out[:, k], out[:, 0])
@@ -92,17 +124,21 @@ def test_train_augmentations_are_identical_for_all_frames(augment):
 @pytest.mark.parametrize("augment", ALL_AUGMENTATIONS)
 def test_train_transform_is_reproducible_from_rng(augment):
     t = ClipTransform(size=24, short_side=40, train=True, **augment)
-    a = t(_frames(), np.random.default_rng(5), flip=True)
-    b = t(_frames(), np.random.default_rng(5), flip=True)
+
+    def sample(seed):
+        rng = np.random.default_rng(seed)
+        return t.to_model(t(_frames(), rng, flip=True)[None], t.draw_erase(rng)[None])
+
+    a, b = sample(5), sample(5)
     torch.testing.assert_close(a, b)
-    assert any(not torch.equal(a, t(_frames(), np.random.default_rng(s), flip=True)) for s in range(6, 9))
+    assert any(not torch.equal(a, sample(s)) for s in range(6, 9))
 
 
 def test_flip_mirrors_every_frame():
     t = ClipTransform(size=40, short_side=40, train=True)
     frames = _frames(W=40)
     torch.testing.assert_close(t(frames, np.random.default_rng(0), flip=True),
-                               t(frames, np.random.default_rng(0)).flip(-1))
+                               t(frames, np.random.default_rng(0)).flip(-2))
 
 
 def test_eval_crops_are_evenly_spaced_along_long_side():
@@ -111,8 +147,8 @@ def test_eval_crops_are_evenly_spaced_along_long_side():
     frames = np.zeros((1, 40, 120, 3), np.uint8)
     frames[..., :40, :] = 255  # left third white
     t = ClipTransform(size=40, short_side=40, mean=(0, 0, 0), std=(1, 1, 1))
-    assert t(frames, crop=0, num_crops=3).min() == 1.0
-    assert t(frames, crop=2, num_crops=3).max() == 0.0
+    assert t(frames, crop=0, num_crops=3).min() == 255
+    assert t(frames, crop=2, num_crops=3).max() == 0
 
 
 def test_transform_rejects_short_side_below_crop():
@@ -240,12 +276,12 @@ def test_training_replaces_unreadable_videos_and_counts_them(video_dir):
     failed = 0
     for i in range(len(ds)):
         s = ds[i]
-        assert s["video"].shape == (3, 4, 32, 32) and s["valid"]
+        assert s["video"].shape == (4, 32, 32, 3) and s["valid"]
         assert "good" in s["path"]
         failed += s["failed"]
     assert failed >= len(BAD)
     batch = next(iter(DataLoader(ds, batch_size=len(ds), num_workers=0)))
-    assert batch["video"].shape == (len(names), 3, 4, 32, 32)
+    assert batch["video"].shape == (len(names), 4, 32, 32, 3)
     assert int(batch["failed"].sum()) >= len(BAD)
 
 
@@ -261,7 +297,7 @@ def test_evaluation_reports_unreadable_videos_instead_of_replacing(video_dir):
     samples = [ds[i] for i in range(len(ds))]
     assert [s["valid"] for s in samples] == [True] + [False] * len(BAD)
     assert [s["path"] for s in samples] == [str(video_dir / f"{n}.mp4") for n in names]
-    assert samples[0]["video"].shape == (2, 3, 4, 32, 32)
+    assert samples[0]["video"].shape == (2, 4, 32, 32, 3)
 
 
 def test_dataset_samples_are_deterministic_per_epoch_and_index(video_dir):

@@ -320,7 +320,7 @@ def test_training_and_evaluation_data_with_multi_word_labels(tmp_path):
         ds = build_dataset(data_cfg, split, info=info)
         assert [r.label for r in ds.records] == [0, 1, 0, 1] and ds.missing == []
         sample = ds[1]
-        assert sample["video"].shape[-2:] == (32, 32) and int(sample["label"]) == 1
+        assert sample["video"].shape[-3:] == (32, 32, 3) and int(sample["label"]) == 1
 
 
 def test_duplicate_videos_are_reported_and_used_once(kinetics, tmp_path, caplog):
@@ -429,9 +429,9 @@ def test_ssv2_labels_come_from_templates_and_labels_json(ssv2, caplog):
     assert any("1 of 3 videos" in r.getMessage() and "299" in r.getMessage() for r in caplog.records)
     assert train.sampler == FrameSampler("segment", 4)
     # the VP9 webm decodes through the dataset, training and multi-view evaluation
-    assert train[0]["video"].shape == (3, 4, 32, 32) and train[0]["valid"]
+    assert train[0]["video"].shape == (4, 32, 32, 3) and train[0]["valid"]
     sample = val[1]
-    assert sample["valid"] and sample["video"].shape == (2, 3, 4, 32, 32)
+    assert sample["valid"] and sample["video"].shape == (2, 4, 32, 32, 3)
 
 
 def test_ssv2_flip_swaps_left_right_labels_by_name(ssv2):
@@ -450,7 +450,7 @@ def test_ssv2_flip_swaps_left_right_labels_by_name(ssv2):
             a, b = plain[i], swap[i]  # full-frame crops: same frames, mirrored or not
             mirrored = not torch.equal(a["video"], b["video"])
             if mirrored:
-                torch.testing.assert_close(b["video"], a["video"].flip(-1))
+                torch.testing.assert_close(b["video"], a["video"].flip(-2))
             seen[i].add((b["label"], mirrored))
     assert seen[0] == {(0, False), (3, True)} and seen[4] == {(3, False), (0, True)}
     assert seen[1] == {(1, False), (1, True)}
@@ -618,18 +618,18 @@ def test_frame_sampler_is_deterministic_per_seed_epoch_index():
 def test_dataset_decodes_the_sampled_frames(tmp_path):
     """Frame i of the video is gray 8*i: the decoded clips show which indices the dataset used."""
     write_video(tmp_path / "ramp.mp4", num_frames=24, gray_step=8)
-    transform = ClipTransform(size=32, short_side=32, mean=(0, 0, 0), std=(1, 1, 1))
+    transform = ClipTransform(size=32, short_side=32)
     rec = [VideoRecord(str(tmp_path / "ramp.mp4"), 0)]
 
-    def decoded_indices(video):  # (..., 3, T, H, W) in [0, 1] -> frame indices
-        return torch.round(video.mean(dim=(-4, -2, -1)) * 255 / 8).long().tolist()
+    def decoded_indices(video):  # uint8 (..., T, H, W, 3) -> frame indices
+        return torch.round(video.double().mean(dim=(-3, -2, -1)) / 8).long().tolist()
 
     dense = VideoDataset(rec, transform, 4, train=False, clips=3, sampling="dense", interval=3)
     expect = [list(dense_indices(24, 4, 3, view=v, num_views=3)) for v in range(3)]
     assert decoded_indices(dense[0]["video"]) == expect
     short = VideoDataset(rec, transform, 6, train=False, sampling="dense", interval=5, short_video="repeat_last")
     assert decoded_indices(short[0]["video"]) == [[0, 5, 10, 15, 20, 23]]
-    train_transform = ClipTransform(size=32, short_side=32, train=True, mean=(0, 0, 0), std=(1, 1, 1))
+    train_transform = ClipTransform(size=32, short_side=32, train=True)
     segment = VideoDataset(rec, train_transform, 4, train=True, seed=3, sampling="segment")
     segment.set_epoch(2)
     got = decoded_indices(segment[0]["video"])

@@ -93,9 +93,10 @@ def test_features_layout_index_and_resume(videos, data_cfg, tmp_path):
     assert np.isnan(feats[3]).all() and not np.isnan(np.delete(feats, 3, 0)).any()
     np.testing.assert_allclose(feats[:, 2], feats[:, :2].mean(1), rtol=1e-6)  # the last view is the mean
     # a video's features are those of its clips: its two views through the model, one at a time
-    clip = _dataset(videos, data_cfg)[4]["video"]
+    dataset = _dataset(videos, data_cfg)
+    clip = dataset[4]["video"]
     with torch.no_grad(), pooled_inputs(fc) as seen:
-        model(clip)
+        model(dataset.transform.to_model(clip))
         expected = torch.cat([seen["main"], seen["dual"]], 1).numpy()
     np.testing.assert_allclose(feats[4, :2], expected, rtol=1e-4, atol=1e-5)
     assert not list((tmp_path / "whole").glob("*part*"))

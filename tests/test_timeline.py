@@ -83,7 +83,7 @@ def test_window_clips_equal_clips_read_from_the_file_and_decode_once(tmp_path, m
     assert [w.stop - w.start for w, _ in got] == [12] * 5
     assert got[0][0].start_s == 0.0 and got[-1][0].end_s == pytest.approx(43 / 25)
     for window, views in got:
-        assert views.shape == (6, 3, frames, 24, 24)
+        assert views.shape == (6, frames, 24, 24, 3) and views.dtype == torch.uint8
         torch.testing.assert_close(views, _expected_views(path, sampler, transform, window.start, 12, 2, 3),
                                    rtol=0, atol=0)
 
@@ -135,7 +135,7 @@ def test_window_probabilities_csv_and_plot(tmp_path):
     assert [w.start for w in windows] == [0, 5, 10, 15, 20] and probs.shape == (5, 4)
     with torch.no_grad():  # each window is scored as evaluation scores a video: both heads' softmaxes averaged
         for w, p in zip(windows, probs):
-            main, dual = model(_expected_views(path, sampler, transform, w.start, 10, 1, 1))
+            main, dual = model(transform.to_model(_expected_views(path, sampler, transform, w.start, 10, 1, 1)))
             expected = (main.softmax(1) + dual.softmax(1)).mean(0) / 2
             np.testing.assert_allclose(p, expected.numpy(), rtol=1e-5, atol=1e-6)
     rows = list(csv.DictReader(open(tmp_path / "t.csv")))

@@ -25,8 +25,10 @@ class VideoDataset(Dataset):
     evaluation it is returned with ``valid=False`` and a zero clip, so the caller excludes and
     reports it; evaluation never replaces a video silently.
 
-    Sample: ``{"video": (3, T, S, S) in training or (V, 3, T, S, S) with V = clips x crops in
-    evaluation, "label", "index", "path", "valid", "failed"}``.
+    Sample: ``{"video": uint8 (T, S, S, 3) in training or (V, T, S, S, 3) with V = clips x crops
+    in evaluation, "label", "index", "path", "valid", "failed"}``, and in training ``"erase"`` (the
+    clip's random-erasing draw). ``dataset.transform.to_model`` turns a batch's ``video`` (and
+    ``erase``) into the model's normalised float input on its device (see :class:`ClipTransform`).
 
     Videos are read by ``decoder`` (see :mod:`.decode`). Frames are chosen by a :class:`FrameSampler` (``sampling``, ``frames``, ``interval``,
     ``short_video``: see :mod:`.sampling`); in evaluation ``clips`` temporal views x ``crops``
@@ -99,14 +101,17 @@ class VideoDataset(Dataset):
                 log.warning("%s: %s", "unreadable, replaced by another video" if self.train else "excluded", e)
                 if not self.train:
                     size = self.transform.size
-                    video = torch.zeros(self.clips * self.crops, 3, self.frames, size, size)
+                    video = torch.zeros(self.clips * self.crops, self.frames, size, size, 3, dtype=torch.uint8)
                     return self._sample(video, index, self.records[index].label, valid=False, failed=1)
                 failed += 1
                 if failed > self.max_retries:
                     raise RuntimeError(f"{failed} unreadable videos in a row (last: {e}); "
                                        "check data.root and the annotation files") from e
                 current = int(rng.integers(len(self.records)))
-        return self._sample(video, current, label, valid=True, failed=failed)
+        sample = self._sample(video, current, label, valid=True, failed=failed)
+        if self.train:
+            sample["erase"] = self.transform.draw_erase(rng)
+        return sample
 
     def _sample(self, video, index, label, valid, failed):
         return {"video": video, "label": label, "index": index, "path": self.records[index].path,

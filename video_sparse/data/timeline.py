@@ -63,8 +63,8 @@ def window_starts(num_frames: int, length: int, stride: int) -> list[int]:
 
 
 class WindowClips:
-    """Iterate ``(Window, clip views (V, 3, T, size, size))`` over ``path`` in time order, V = clips x
-    crops. ``fps``, ``length`` (W) and ``stride`` (S) are known once the video is open; ``windows``
+    """Iterate ``(Window, uint8 clip views (V, T, size, size, 3))`` over ``path`` in time order, V =
+    clips x crops (``transform.to_model`` makes them the model's input). ``fps``, ``length`` (W) and ``stride`` (S) are known once the video is open; ``windows``
     estimates how many (from the stream's frame count; None when the container does not say).
     A video that cannot be opened or decoded at all raises :class:`VideoDecodeError`; one that
     breaks off later ends the iteration early, with the reason in ``error``."""

@@ -1,4 +1,5 @@
-"""Clip transforms on uint8 video tensors (torchvision.transforms.v2 functional ops).
+"""Clip transforms on uint8 video tensors (torchvision.transforms.v2 functional ops), and the
+normalisation into the model's float input on its device.
 
 Random parameters are drawn once per clip from an explicit numpy generator and applied to every
 frame, so all frames of a clip get the same crop and flip, and a sample is reproducible from
@@ -102,7 +103,11 @@ def erase_box(rng: np.random.Generator, h: int, w: int, area: tuple[float, float
 
 @dataclass
 class ClipTransform:
-    """uint8 frames ``(T, H, W, 3)`` -> normalised float clip ``(3, T, size, size)``.
+    """A clip's transform in two halves: :meth:`__call__` in the data-loading worker, uint8 frames
+    ``(T, H, W, 3)`` -> uint8 clip ``(T, size, size, 3)``; :meth:`to_model` on the model's device,
+    a batch of those -> the normalised float input ``(..., 3, T, size, size)``. Workers hand over
+    uint8 (a quarter of float's bytes through shared memory, pinned memory and the host-to-device
+    copy) and the float conversion runs where it is cheapest.
 
     Training, in this order, with one draw of every random parameter per clip:
       - resize the short side to ``short_side`` (or to a random length in ``scale_jitter``,
@@ -111,8 +116,8 @@ class ClipTransform:
         ``resized_crop_ratio``) resized to ``size``;
       - a horizontal flip when the caller asks for one (the dataset decides: labels may change);
       - RandAugment (``rand_augment``) on the uint8 crop;
-      - normalisation, then random erasing with probability ``erase_prob`` (one box, Gaussian
-        noise, the same in every frame).
+      - random erasing with probability ``erase_prob`` (one box of Gaussian noise in normalised
+        units, the same in every frame): drawn by :meth:`draw_erase`, applied by :meth:`to_model`.
     Evaluation: resize, then crop ``crop`` of ``num_crops`` evenly spaced along the long side
     (centre crop when ``num_crops == 1``).
     """
@@ -164,6 +169,9 @@ class ClipTransform:
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None, crop: int = 0,
                  num_crops: int = 1, flip: bool = False) -> torch.Tensor:
+        """uint8 frames ``(T, H, W, 3)`` -> uint8 clip ``(T, size, size, 3)``."""
+        # The frames' own channels-last memory seen as (T, C, H, W): torchvision's uint8 resize
+        # keeps that layout, and the clip returns to (T, H, W, C) as a view, not a copy.
         video = rearrange(torch.from_numpy(np.ascontiguousarray(frames)), "t h w c -> t c h w")
         if self.train:
             rng = rng or np.random.default_rng()
@@ -180,16 +188,29 @@ class ClipTransform:
             else:
                 top, left = (h - self.size) // 2, crop_origins(w, self.size, num_crops)[crop]
             video = TF.crop(video, top, left, self.size, self.size)
-        # One strided pass converts to float in the output layout (C, T, H, W), then two in-place
-        # passes normalise: ((x / 255) - mean) / std == x * (1 / (255 std)) - mean / std.
-        out = torch.empty((3, *video.shape[:1], *video.shape[2:]), dtype=torch.float32)
-        out.copy_(rearrange(video, "t c h w -> c t h w"))
-        mean, std = torch.tensor(self.mean).view(3, 1, 1, 1), torch.tensor(self.std).view(3, 1, 1, 1)
+        return rearrange(video, "t c h w -> t h w c")
+
+    def draw_erase(self, rng: np.random.Generator) -> torch.Tensor:
+        """Random erasing's draw for one training clip, for :meth:`to_model`: int64
+        ``(top, left, height, width, noise_seed)``, all zero when the clip is not erased."""
+        box = erase_box(rng, self.size, self.size) if self.erase_prob > 0 and rng.random() < self.erase_prob else None
+        if box is None:
+            return torch.zeros(5, dtype=torch.int64)
+        return torch.tensor([*box, int(rng.integers(2 ** 62))], dtype=torch.int64)
+
+    def to_model(self, video: torch.Tensor, erase: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 clips ``(..., T, H, W, 3)`` on any device -> the model's float32 input
+        ``(..., 3, T, H, W)``, ``(x / 255 - mean) / std``. ``erase`` ``(N, 5)`` (a training batch's
+        :meth:`draw_erase` rows, one per clip of ``video`` ``(N, T, H, W, 3)``): each box is filled
+        with Gaussian noise drawn from its seed, the same in every frame."""
+        out = torch.empty((*video.shape[:-4], 3, *video.shape[-4:-1]), dtype=torch.float32, device=video.device)
+        out.copy_(rearrange(video, "... t h w c -> ... c t h w"))
+        # ((x / 255) - mean) / std == x * (1 / (255 std)) - mean / std, in place.
+        mean = torch.tensor(self.mean, device=video.device).view(3, 1, 1, 1)
+        std = torch.tensor(self.std, device=video.device).view(3, 1, 1, 1)
         out.mul_(1.0 / (255.0 * std)).sub_(mean / std)
-        if self.train and self.erase_prob > 0 and rng.random() < self.erase_prob:
-            box = erase_box(rng, self.size, self.size)
-            if box is not None:
-                top, left, h, w = box
-                noise = torch.from_numpy(rng.standard_normal((3, 1, h, w), dtype=np.float32))
-                out[:, :, top:top + h, left:left + w] = noise  # the same noise in every frame
+        for i, (top, left, h, w, seed) in enumerate(erase.tolist() if erase is not None else []):
+            if h > 0:
+                noise = np.random.default_rng(seed).standard_normal((3, 1, h, w), dtype=np.float32)
+                out[i, :, :, top:top + h, left:left + w] = torch.from_numpy(noise).to(video.device)
         return out

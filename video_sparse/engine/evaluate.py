@@ -36,7 +36,8 @@ def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device, am
             desc: str = "eval", progress: bool = True, strict: bool = False) -> dict:
     """Class probabilities for every video of ``loader``'s dataset.
 
-    Batches hold ``video`` of shape ``(B, V, 3, T, H, W)`` (V views). Returns ``probs (N, C)``,
+    Batches hold uint8 ``video`` of shape ``(B, V, T, H, W, 3)`` (V views), which the dataset's
+    ``transform.to_model`` normalises on ``device``. Returns ``probs (N, C)``,
     ``labels (N,)``, ``valid (N,)`` (False for unreadable videos; their probs are NaN) and ``paths``,
     in dataset order. Under DDP each rank runs its :class:`ShardSampler` shard and every rank gets
     the gathered whole, each video exactly once. Videos the annotation listed but that were missing
@@ -49,7 +50,7 @@ def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device, am
     model.eval()
     probs, labels, valid, paths = [], [], [], []
     for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
-        video = batch["video"].to(device, non_blocking=True)
+        video = loader.dataset.transform.to_model(batch["video"].to(device, non_blocking=True))
         b, v = video.shape[:2]
         with autocast(device, amp):
             outputs = model(rearrange(video, "b v c t h w -> (b v) c t h w"))

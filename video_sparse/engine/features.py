@@ -151,7 +151,7 @@ def extract_features(model: torch.nn.Module, dataset, out_dir: str | os.PathLike
     loader = data_loader(dataset, batch_size, num_workers, device, sampler=todo, timeout=loader_timeout)
     with pooled_inputs(model.classifiers()) as seen:
         for batch in tqdm(loader, desc="features", unit="batch", leave=False, disable=not progress):
-            video = batch["video"].to(device, non_blocking=True)
+            video = dataset.transform.to_model(batch["video"].to(device, non_blocking=True))
             with autocast(device, amp):
                 model(rearrange(video, "b v c t h w -> (b v) c t h w"))
             per_view = rearrange(torch.cat([seen[name] for name in slices], 1), "(b v) d -> b v d", v=views).cpu()

@@ -39,7 +39,7 @@ def video_timeline(model: torch.nn.Module, clips: WindowClips, class_names: Sequ
         bar = tqdm(total=clips.windows, desc=Path(clips.path).name, unit="window", leave=False, disable=not progress)
 
         def flush():
-            video = torch.stack([views for _, views in batch]).to(device)
+            video = clips.transform.to_model(torch.stack([views for _, views in batch]).to(device))
             with autocast(device, amp):
                 outputs = model(rearrange(video, "b v c t h w -> (b v) c t h w"))
             p = rearrange(multi_head_probs(outputs), "(b v) k -> b v k", b=len(batch)).mean(1).float().cpu().numpy()

@@ -286,7 +286,9 @@ def forward_backward(run: Run, batch: dict, epoch: int, i: int) -> tuple[float, 
     micro-batch of a step only). Returns the loss and whether it was finite on every rank; a
     non-finite one stops the run (``trainer.nonfinite=error``) or marks the step to skip."""
     tc = run.cfg.trainer
-    video, label = batch["video"].to(run.device, non_blocking=True), batch["label"].to(run.device, non_blocking=True)
+    to_model = run.train_loader.dataset.transform.to_model  # uint8 clips -> normalised float, on the device
+    video = to_model(batch["video"].to(run.device, non_blocking=True), batch["erase"])
+    label = batch["label"].to(run.device, non_blocking=True)
     if tc.channels_last:
         video = to_channels_last(video)
     target, smoothing = label, tc.label_smoothing
@@ -344,7 +346,8 @@ def validate_and_checkpoint(run: Run, epoch: int, tracker: Tracker) -> None:
     if tc.precise_bn:
         run.sampler.set_epoch(epoch)
         for m in [run.model] + ([run.ema.module] if run.ema else []):
-            recompute_bn_stats(m, run.train_loader, tc.precise_bn, lambda m, b: m(b["video"].to(run.device)))
+            recompute_bn_stats(m, run.train_loader, tc.precise_bn, lambda m, b: m(
+                run.train_loader.dataset.transform.to_model(b["video"].to(run.device), b["erase"])))
     metrics = _val_metrics(run, run.model, "val")
     record = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "lr": run.lr, "train_failed": int(failed),
               "train_skipped_steps": int(skipped), "epoch_time_s": time.time() - run.epoch_start,
