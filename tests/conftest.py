@@ -1,12 +1,7 @@
-import os
-import sys
-from pathlib import Path
-
+"""The fixtures the tests share; the helpers they import are in helpers.py."""
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("WANDB_SILENT", "true")
-os.environ.setdefault("WANDB_MODE", "offline")
+from helpers import run_app, tiny, train_in_process
 
 
 @pytest.fixture(scope="session")
@@ -15,58 +10,9 @@ def motion_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("motion_cache")
 
 
-def tiny(motion_cache):
-    """Hydra overrides for a seconds-long run on a tiny motion set."""
-    return [f"data.cache_dir={motion_cache}", "data.train_size=20", "data.val_size=10", "data.video_frames=8",
-            "data.video_size=32", "data.frames=4", "data.size=32", "data.short_side=32", "trainer.epochs=1",
-            "trainer.batch_size=4", "trainer.num_workers=0", "logger.mode=disabled", "trainer.device=cpu"]
-
-
 @pytest.fixture
 def tiny_overrides(motion_cache):
     return tiny(motion_cache)
-
-
-def compose(config_name, overrides):
-    from hydra import compose as hydra_compose, initialize_config_dir
-
-    import video_sparse.apps.config  # noqa: F401  (registers the schema)
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return hydra_compose(config_name=config_name,
-                             overrides=video_sparse.apps.config.expand_shorthands(config_name, overrides))
-
-
-def compose_with_hydra(config_name, overrides):
-    """Like :func:`compose`, with the ``hydra`` node (launcher, sweeper) kept."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-
-    import video_sparse.apps.config  # noqa: F401  (registers the schema)
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return hydra_compose(config_name=config_name, return_hydra_config=True,
-                             overrides=video_sparse.apps.config.expand_shorthands(config_name, overrides))
-
-
-def run_app(script, args, cwd, timeout=300, check=True):
-    """Run ``python train.py|eval.py args`` as a user would; returns the CompletedProcess."""
-    import subprocess
-    proc = subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{script} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
-                             f"{proc.stderr[-5000:]}")
-    return proc
-
-
-def train_in_process(overrides, run_dir):
-    """What ``python train.py <overrides>`` does after parsing (the checks, then the training loop),
-    in this process: the seconds of a fresh interpreter saved where the command line is not the
-    subject (the apps are run as commands by tests/test_apps.py)."""
-    from video_sparse.apps.checks import check_train
-    from video_sparse.engine import trainer
-
-    cfg = compose("train", overrides)
-    check_train(cfg)
-    return trainer.train(cfg, run_dir)
 
 
 @pytest.fixture(scope="session")

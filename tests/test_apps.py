@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, run_app
+from helpers import ROOT, run_app
 
 
 def test_train_eval_predict_end_to_end(tmp_path, tiny_overrides):

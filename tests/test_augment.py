@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from conftest import compose
+from helpers import compose
 from video_sparse.apps.checks import ConfigError, check_train
 from video_sparse.data.randaugment import CUTOUT_FILL, OPS, ClipRandAugment, solarize_add
 from video_sparse.data.transforms import erase_box, horizontal_flip_labels, resized_crop_box

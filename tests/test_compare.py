@@ -8,7 +8,7 @@ import pytest
 import video_sparse
 from video_sparse.models.registry import variants
 
-from conftest import ROOT, run_app
+from helpers import ROOT, run_app
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import compare  # noqa: E402

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from conftest import ROOT, compose, compose_with_hydra
+from helpers import ROOT, compose, compose_with_hydra
 from video_sparse.apps import config as schema
 from video_sparse.apps.checks import check_train
 from video_sparse.apps.help import reference
@@ -219,9 +219,10 @@ def test_each_schema_key_has_its_default_in_one_place():
 
 def test_constants_shared_with_torch_modules_agree():
     from video_sparse.apps import checks
+    from video_sparse.data.config import RANDAUG_MAX_MAGNITUDE
     from video_sparse.data.randaugment import MAX_MAGNITUDE
     from video_sparse.models import weights
-    assert schema.RANDAUG_MAX_MAGNITUDE == MAX_MAGNITUDE and checks.TORCHVISION_PREFIX == weights.TORCHVISION_PREFIX
+    assert RANDAUG_MAX_MAGNITUDE == MAX_MAGNITUDE and checks.TORCHVISION_PREFIX == weights.TORCHVISION_PREFIX
     assert checks.PYTORCHVIDEO_PREFIX == weights.PYTORCHVIDEO_PREFIX
 
 
@@ -265,6 +266,45 @@ def test_layers_only_look_down():
                     assert not module.startswith(f"video_sparse.{bad}"), f"{path.relative_to(ROOT)} imports {module}"
 
 
+APP_MODULES = ("train", "eval", "export", "scan")
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """``{module: the package's modules it imports}`` (imports inside functions too)."""
+    pkg = ROOT / "video_sparse"
+    paths = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p for p in pkg.rglob("*.py")}
+    graph = {}
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        graph[name] = {m for m in _imports(path, package) if m in paths and m != name}
+    return graph
+
+
+def test_apps_are_shims_that_import_no_other_app_and_the_package_has_no_import_cycle():
+    graph = _import_graph()
+    for app in APP_MODULES:
+        module = f"video_sparse.apps.{app}"
+        others = {f"video_sparse.apps.{a}" for a in APP_MODULES} - {module}
+        assert not graph[module] & others, f"{module} imports {graph[module] & others}"
+        lines = len((ROOT / "video_sparse" / "apps" / f"{app}.py").read_text().splitlines())
+        assert lines <= 80, f"apps/{app}.py has {lines} lines: its work belongs in the engine or data"
+    done, on_path = set(), []
+
+    def visit(module):  # depth-first; a module met again on the current path closes a cycle
+        if module in on_path:
+            raise AssertionError("import cycle: " + " -> ".join(on_path[on_path.index(module):] + [module]))
+        if module in done:
+            return
+        on_path.append(module)
+        for imported in sorted(graph[module]):
+            visit(imported)
+        on_path.pop()
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module)
+
+
 def _readme_commands() -> list[tuple[str, list[str]]]:
     """``(config, overrides)`` of every ``python train.py`` / ``eval.py`` / ``torchrun`` line in
     README's code blocks (continuation lines joined, comments and placeholders dropped)."""
@@ -293,7 +333,7 @@ def test_readme_commands_compose():
 def test_an_older_checkpoints_data_config_is_completed_by_the_schema():
     """eval.py reads a checkpoint's data config; keys an older video_sparse did not write take the
     schema's one default, overrides win, keys the schema no longer has are dropped."""
-    from video_sparse.apps.eval import checkpoint_data_config
+    from video_sparse.engine.loading import checkpoint_data_config
 
     old = {"name": "motion", "root": "/cache/set", "frames": 4, "size": 64, "retired_key": 1}
     cfg = checkpoint_data_config(old, OmegaConf.create({"root": None, "val_ann": "/other/val.txt"}))

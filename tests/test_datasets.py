@@ -11,7 +11,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import compose, run_app
+from helpers import compose, run_app
 from video_sparse.apps.checks import ConfigError, check_train
 from video_sparse.data import build_dataset, build_predict_dataset, resolve_data
 from video_sparse.data.annotations import (AnnotationError, VideoRecord, annotation_class_names, load_annotation,
@@ -678,7 +678,7 @@ def test_train_on_ssv2_then_predict_test_json(ssv2, tiny_overrides, tmp_path, ca
                                                "Pushing something from left to right"]
 
     # eval.py predict=test.json, in this process (a second interpreter start costs ~10 s on 2 cores)
-    from video_sparse.apps.eval import evaluate_checkpoint
+    from video_sparse.engine.evaluator import evaluate_checkpoint
     pred_dir = tmp_path / "pred"
     pred_dir.mkdir()
     evaluate_checkpoint(compose("eval", [f"checkpoint={run_dir}/checkpoints/best.pt", f"predict={ssv2}/test.json",

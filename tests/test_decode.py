@@ -7,45 +7,17 @@ import subprocess
 import sys
 import threading
 import time
-from fractions import Fraction
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT, write_video
 from video_sparse.data import decode, pyav_decode
 from video_sparse.data.dataset import VideoDataset, VideoRecord
 from video_sparse.data.decode import VideoDecodeError, read_frames
 from video_sparse.data.transforms import ClipTransform
 
 av = pytest.importorskip("av")
-
-
-def write_video(path, num_frames=40, height=48, width=64, codec="libx264", options=None, pix_fmt="yuv420p",
-                fps=25, pts=None):
-    """A textured scene panning across the frame (real motion for P- and B-frames), each frame
-    with its index in a corner. ``pts``: per-frame timestamps in ms (variable frame rate)."""
-    rng = np.random.default_rng(num_frames + height)
-    texture = np.repeat(np.repeat(rng.integers(0, 256, (height // 4 + 2, width // 4 + 2, 3), dtype=np.uint8), 8, 0),
-                        8, 1)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        stream.options = options or {}
-        if pts is not None:
-            stream.codec_context.time_base = Fraction(1, 1000)
-        for t in range(num_frames):
-            y, x = (2 * t) % height, (3 * t) % width
-            image = np.ascontiguousarray(texture[y:y + height, x:x + width])
-            image[:6, :6] = 6 * t % 256
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            if pts is not None:
-                frame.pts, frame.time_base = int(pts[t]), Fraction(1, 1000)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
 
 
 def trimmed_copy(src, dst, frames=5):

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, compose, run_app
+from helpers import ROOT, compose, run_app
 
 
 def torchrun(script, args, cwd, nproc=2, timeout=400):
@@ -63,7 +63,7 @@ def test_two_process_training_and_evaluation_match_one_process(tmp_path, tiny_ov
         assert float(ra["top1_prob"]) == pytest.approx(float(rb["top1_prob"]), abs=1e-5)
 
     # features=true: each rank writes its shard, rank 0 gathers one file equal to a single process's
-    from video_sparse.apps.eval import evaluate_checkpoint
+    from video_sparse.engine.evaluator import evaluate_checkpoint
     (tmp_path / "f1").mkdir()
     evaluate_checkpoint(compose("eval", common + ["features=true", "test.clips=2"]), tmp_path / "f1")  # in process
     torchrun("eval.py", common + ["features=true", "test.clips=2", f"hydra.run.dir={tmp_path / 'f2'}"], tmp_path)
@@ -92,7 +92,7 @@ def test_submitit_tasks_form_one_ddp_run(tmp_path, tiny_overrides):
 
 
 def test_slurm_launcher_config_composes(tmp_path):
-    from conftest import compose_with_hydra
+    from helpers import compose_with_hydra
     cfg = compose_with_hydra("train", ["hydra/launcher=submitit_slurm", "hydra.launcher.nodes=2",
                                        "hydra.launcher.gpus_per_node=8", "hydra.launcher.tasks_per_node=8",
                                        "hydra.launcher.timeout_min=2880", "hydra.launcher.partition=gpu"])

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from conftest import compose
+from helpers import compose
 from video_sparse.engine import checkpoint as ckpt_mod
 from video_sparse.engine.checkpoint import load_checkpoint, save_checkpoint
 from video_sparse.engine.metrics import classification_metrics, confusion_matrix
@@ -118,7 +118,7 @@ def test_eval_excludes_unreadable_videos_and_scores_the_rest_as_if_alone(tmp_pat
     from pathlib import Path
 
     from video_sparse.engine import trainer
-    from video_sparse.apps.eval import evaluate_checkpoint
+    from video_sparse.engine.evaluator import evaluate_checkpoint
     from video_sparse.engine.evaluate import StrictEvaluationError
 
     trainer.train(compose("train", tiny_overrides + ["model=c2d_small"]), tmp_path / "run")

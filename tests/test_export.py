@@ -8,34 +8,13 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, compose
+from helpers import FAMILIES, ROOT, compose
 from video_sparse import build_model
 from video_sparse.engine.export import ExportError, export_model, load_exported
 
 pytest.importorskip("onnxruntime")
 
 # One small variant of every registered family: (name, frames, size) of the example clip.
-FAMILIES = [
-    ("c2d_small", 4, 32),                # C2D ResNet (order-blind twin)
-    ("sifa_small", 4, 32),               # SIFA-Net ResNet: deformable inter-frame attention, dual head
-    ("msdeform_small", 4, 32),           # SIFA-Net with multi-scale deformable attention across frames
-    ("sifa_biformer_nano", 8, 64),       # BiFormer bi-level routing
-    ("sifa_dilateformer_nano", 8, 64),   # DilateFormer multi-scale dilated attention
-    ("sifa_cswin_nano", 8, 64),          # CSWin cross-shaped windows
-    ("sifa_slide_nano", 8, 64),          # Slide attention
-    ("sifa_dat_nano", 8, 64),            # DAT deformable attention
-    ("sifa_dpt_nano", 8, 64),            # DPT deformable patches
-    ("x3d_nano", 8, 64),                 # pytorchvideo baselines
-    ("slow_nano", 8, 64),
-    ("slowfast_nano", 8, 64),
-    ("ptv_c2d_nano", 8, 64),
-    ("i3d_nano", 8, 64),
-    ("r2plus1d_nano", 8, 64),
-    ("csn_nano", 16, 64),                # 8x temporal reduction: 16 frames leave 2
-    ("mvit_nano", 4, 64),
-]
-
-
 def _outputs(model, x):
     with torch.no_grad():
         out = model(x)
@@ -130,7 +109,7 @@ def test_a_model_that_cannot_be_exported_gets_one_line_naming_the_operator(tmp_p
 def test_onnxruntime_evaluation_equals_pytorch(trained_run, tmp_path):
     """export, then eval.py with the .onnx (runtime=onnxruntime) and with the checkpoint: the
     same top-1 and, per video, the same probabilities; predict works the same way."""
-    from video_sparse.apps.eval import evaluate_checkpoint
+    from video_sparse.engine.evaluator import evaluate_checkpoint
     from video_sparse.apps.export import export_command
 
     ckpt = trained_run / "checkpoints" / "best.pt"
@@ -164,7 +143,7 @@ def test_onnxruntime_evaluation_equals_pytorch(trained_run, tmp_path):
 
 def test_export_command_writes_a_pt2_program_that_eval_runs(trained_run, tmp_path):
     """The command as README shows it; the .pt2 file evaluates with eval.py like the checkpoint."""
-    from video_sparse.apps.eval import evaluate_checkpoint
+    from video_sparse.engine.evaluator import evaluate_checkpoint
 
     ckpt = trained_run / "checkpoints" / "best.pt"
     out = tmp_path / "served" / "model.pt2"

@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, compose, run_app
+from helpers import ROOT, compose, run_app
 from video_sparse.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
@@ -262,7 +262,7 @@ def test_workers_that_ignore_preemption_signals_still_end_with_the_main_process(
 def test_slurm_launcher_preset_kills_tasks_on_a_bad_exit_and_signals_before_the_end():
     from submitit.slurm.slurm import _make_sbatch_string
 
-    from conftest import compose_with_hydra
+    from helpers import compose_with_hydra
     launcher = compose_with_hydra("train", ["hydra/launcher=slurm", "hydra.launcher.tasks_per_node=8"]).hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.tasks_per_node == 8
     script = _make_sbatch_string(command="python train.py", folder="/tmp/x", setup=list(launcher.setup),

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import compose
-from test_decode import write_video
+from helpers import compose
+from helpers import write_video
 from video_sparse import build_model
 from video_sparse.data import build_predict_dataset
 from video_sparse.engine.features import FeatureError, extract_features, pooled_inputs
@@ -129,7 +129,7 @@ def test_features_dir_of_another_extraction_is_refused(videos, data_cfg, tmp_pat
 
 def test_eval_features_of_a_checkpoint(trained_run, tmp_path):
     """eval.py checkpoint=... features=true on the run's validation set (the README command)."""
-    from video_sparse.apps.eval import evaluate_checkpoint
+    from video_sparse.engine.evaluator import evaluate_checkpoint
 
     cfg = compose("eval", [f"checkpoint={trained_run}/checkpoints/best.pt", "features=true", "logger.mode=disabled",
                            "trainer.device=cpu", "trainer.num_workers=0", "test.clips=2"])

@@ -14,7 +14,7 @@ from video_sparse.layers.dilate import MultiScaleDilatedAttention
 from video_sparse.layers.sifa import FrameSIFA
 from video_sparse.layers.slide import SlideAttention
 from mixer_reference import routing_attention_reference, routing_margin
-from conftest import train_in_process
+from helpers import train_in_process
 from official_mixers import official_bra, official_msda, outputs_and_grads
 
 DATA = Path(__file__).parent / "data"

@@ -103,7 +103,7 @@ def test_default_clip_of_a_reversed_video_is_the_reversed_clip():
     """The symmetry property must survive frame sampling: the frames a clip takes from a class-B video
     are exactly those of its class-A twin, reversed, so the order-blind ceiling of 50 % holds for
     clips, not only for whole videos."""
-    from conftest import compose
+    from helpers import compose
     from video_sparse.data.sampling import FrameSampler
     data = compose("train", []).data
     sampler = FrameSampler(data.sampling, data.frames, data.interval)
@@ -120,7 +120,7 @@ def test_rotation_step_of_sampled_clips_cannot_alias(frames):
     than half the symmetry angle of every rotatable shape per step, so a clockwise turn never looks
     like a shorter counter-clockwise one; and by enough to be seen. (A 2-frame clip, frames 3 and
     12, turns a bar by up to 99 degrees: direction is ambiguous there.)"""
-    from conftest import compose
+    from helpers import compose
     from video_sparse.data.sampling import uniform_indices
     data = compose("train", []).data
     idx = uniform_indices(data.video_frames, frames)

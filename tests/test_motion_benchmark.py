@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import run_app
+from helpers import run_app
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ import video_sparse
 from video_sparse.models.ptv import ClippedAvgPool3d, slowfast_pathways
 from video_sparse.models.weights import WeightsError, load_pretrained
 
-from conftest import ROOT, compose, run_app, train_in_process
+from helpers import ROOT, compose, run_app, train_in_process
 
 hub = pytest.importorskip("pytorchvideo.models.hub")
 
@@ -224,7 +224,7 @@ def test_eval_app_takes_a_zoo_file_with_model_and_data(tiny_overrides, tmp_path)
 
     # the mistakes, in this process (the app prints a UserError as its one line: tests/test_config.py)
     from video_sparse.apps.checks import check_eval
-    from video_sparse.apps.eval import load_evaluated
+    from video_sparse.engine.loading import load_for_inference
     from video_sparse.errors import UserError
     for args, message in [
             ([f"checkpoint={tmp_path}/zoo.pyth"], "not a train.py checkpoint, so it names neither model nor classes"),
@@ -237,7 +237,7 @@ def test_eval_app_takes_a_zoo_file_with_model_and_data(tiny_overrides, tmp_path)
         cfg = compose("eval", [*args, *common])
         with pytest.raises(UserError) as info:
             check_eval(cfg)
-            load_evaluated(cfg)
+            load_for_inference(cfg.checkpoint, model=cfg.model, data=cfg.data, weights=cfg.weights)
         assert message in str(info.value), (args, str(info.value))
 
 

@@ -5,7 +5,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from video_sparse.data import decode, pyav_decode
 from video_sparse.data.decode import decord_refusal, read_frames, video_info
 from video_sparse.data.video_file import RGBConverter, scaled_size
@@ -106,14 +106,14 @@ def test_scaled_frames_of_both_decoders_agree(name, short_side):
 
 # ----------------------------------------------------------------------------- broken seeks
 def write_h264(path, frames=60, options=None):
-    from test_decode import write_video
+    from helpers import write_video
     return write_video(path, frames, 48, 64, options=options)
 
 
 def p_frames_flagged_as_keyframes(path):
     """MPEG-4 Part 2 in MP4 whose container marks some P-frames as keyframes: a decoder that starts
     there outputs garbage (max error ~200/255) with no corrupt flag and the right timestamps."""
-    from test_decode import write_video
+    from helpers import write_video
     source = write_video(path.with_suffix(".avi"), 60, 48, 64, codec="mpeg4", options={"g": "30", "bf": "0"})
     with av.open(str(source)) as inp, av.open(str(path), "w", format="mp4") as out:
         stream = out.add_stream_from_template(inp.streams.video[0])
@@ -217,7 +217,7 @@ def test_scan_lists_each_real_clip_with_its_stream_frames_fps_and_status(tmp_pat
 
 
 def test_scan_reports_files_whose_seeks_go_wrong(broken, tmp_path):
-    from conftest import compose
+    from helpers import compose
     from video_sparse.apps.scan import scan
     counts = scan(compose("scan", [f"videos=[{','.join(map(str, broken.values()))}]", "data.frames=4", "workers=1"]),
                   tmp_path)
@@ -264,7 +264,7 @@ def test_a_worker_forked_after_scaling_in_this_process_does_not_hang():
 
 
 def test_scan_videos_mistakes_are_one_line_each(tmp_path):
-    from conftest import compose
+    from helpers import compose
     from video_sparse.apps.checks import ConfigError, check_scan
     from video_sparse.apps.scan import scan
     with pytest.raises(ConfigError, match=r"videos: .*gone.mp4 is neither a file nor a folder. Fix: videos="):
@@ -277,8 +277,8 @@ def test_scan_videos_mistakes_are_one_line_each(tmp_path):
 
 
 def test_eval_s_decoder_override_replaces_the_run_s():
-    from conftest import compose
-    from video_sparse.apps.eval import checkpoint_data_config
+    from helpers import compose
+    from video_sparse.engine.loading import checkpoint_data_config
     run = {"name": "list", "root": "/v", "decoder": "decord", "frames": 8}
     assert checkpoint_data_config(run, compose("eval", ["checkpoint=x.pt"]).data).decoder == "decord"
     assert checkpoint_data_config(run, compose("eval", ["checkpoint=x.pt", "data.decoder=pyav"]).data).decoder == "pyav"

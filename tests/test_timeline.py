@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import compose
-from test_decode import write_video
+from helpers import compose
+from helpers import write_video
 from video_sparse import build_model
 from video_sparse.data import FrameSampler
 from video_sparse.data import timeline as T
@@ -155,7 +155,7 @@ def test_top_classes_and_segments():
 
 def test_eval_timeline_command(trained_run, tmp_path, capsys):
     """The README command: a CSV and a PNG per video, the segments printed; a broken file is said."""
-    from video_sparse.apps.eval import evaluate_checkpoint
+    from video_sparse.engine.evaluator import evaluate_checkpoint
 
     long = write_video(tmp_path / "long.mp4", num_frames=60, height=32, width=32, fps=10)
     broken = tmp_path / "broken.mp4"

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from conftest import compose
+from helpers import compose
 from video_sparse.engine.checkpoint import CheckpointError, load_checkpoint
 from video_sparse.engine.ema import ModelEma, ema_weights
 from video_sparse.engine.optim import param_groups

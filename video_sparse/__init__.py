@@ -2,11 +2,15 @@
 from .models import build_model, list_models, model_from_config, register_model
 
 __version__ = "0.1.0"
-__all__ = ["build_model", "list_models", "load_pretrained", "model_from_config", "register_model", "__version__"]
+__all__ = ["Recognizer", "build_model", "list_models", "load_pretrained", "model_from_config", "register_model",
+           "__version__"]
 
 
-def __getattr__(name: str):
-    if name == "load_pretrained":  # imports torch; the rest of the package's top does not
+def __getattr__(name: str):  # these import torch; the rest of the package's top does not
+    if name == "load_pretrained":
         from .models.weights import load_pretrained
         return load_pretrained
+    if name == "Recognizer":
+        from .engine.recognizer import Recognizer
+        return Recognizer
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

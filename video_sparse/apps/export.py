@@ -28,11 +28,12 @@ def _model_to_export(cfg: DictConfig):
     ``cfg.model`` alone."""
     from ..data import dataset_classes
     from ..models import model_from_config
+    from ..engine.loading import load_for_inference
     from ..models.registry import variants
-    from .eval import load_evaluated
 
     if cfg.checkpoint is not None:
-        model, data_cfg, class_names, _, weights, name = load_evaluated(cfg)
+        model, data_cfg, class_names, _, weights, name = load_for_inference(cfg.checkpoint, model=cfg.model,
+                                                                            data=cfg.data, weights=cfg.weights)
         return model, data_cfg, class_names, weights, name
     if "name" in cfg.data:  # data=<dataset>: its class list
         class_names, _ = dataset_classes(cfg.data)

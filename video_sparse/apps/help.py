@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..models.registry import variants
 from ..options import default_of, text
 from . import config as schema
-from .launch import CONF_DIR
+from .config import CONF_DIR
 
 USAGE = {"train": "python train.py", "eval": "python eval.py", "scan": "python -m video_sparse.data.scan",
          "export": "python -m video_sparse.export"}

@@ -25,9 +25,9 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException, Vali
 
 from ..errors import UserError
 from . import config as schema  # registers the structured configs
+from .config import CONF_DIR
 
 log = logging.getLogger("video_sparse")
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def fail(msg: str) -> None:
@@ -83,6 +83,7 @@ def hydra_error_message(e: BaseException, argv: list[str], config_name: str) -> 
     cause = e.__cause__ if isinstance(e.__cause__, OmegaConfBaseException) else e
     key = getattr(cause, "full_key", None)
     script = Path(argv[0]).name
+    script = f"python {script}" if script.endswith(".py") else script  # or a console script
     if isinstance(cause, ValidationError) and key:
         key = re.sub(r"\[\d+\]$", "", key)  # an element of a list: the list's key
         message = str(cause).splitlines()[0]
@@ -90,7 +91,7 @@ def hydra_error_message(e: BaseException, argv: list[str], config_name: str) -> 
         if key != getattr(cause, "full_key"):
             want = f"a list of {want.split(' ', 1)[-1]}s" if want else "a list"
         example = _value_without(config_name, key, argv)
-        fix = f"{key}={example}" if example else f"python {script} --help lists the type of every key"
+        fix = f"{key}={example}" if example else f"{script} --help lists the type of every key"
         return f"{key} must be {want or 'of another type'}, got {_override_value(key, argv)!r}. Fix: {fix}"
     if isinstance(cause, (KeyError, AttributeError)) and key:  # ConfigKeyError / ConfigAttributeError
         parent = key.rsplit(".", 1)[0] if "." in key else ""
@@ -100,9 +101,9 @@ def hydra_error_message(e: BaseException, argv: list[str], config_name: str) -> 
         where = f"{parent}." if parent else ""
         hint = f" Did you mean {where}{close[0]}?" if close else ""
         fix = f"{where}{close[0]}={_override_value(key, argv)}" if close else \
-            f"one of the keys python {script} --help lists"
+            f"one of the keys {script} --help lists"
         return f"{key} is not a config key.{hint} Fix: {fix}"
-    return f"{str(e).splitlines()[0]} Fix: python {script} --help lists the groups and keys"
+    return f"{str(e).splitlines()[0]} Fix: {script} --help lists the groups and keys"
 
 
 def share_run_dir(argv: list[str]) -> None:

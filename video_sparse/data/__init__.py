@@ -8,7 +8,7 @@ _EXPORTS = {
     "AnnotationError": "annotations", "VideoRecord": "annotations", "load_annotation": "annotations",
     "read_class_names": "annotations", "read_path_label_list": "annotations", "DATASETS": "annotations",
     "DataInfo": "build", "build_dataset": "build", "build_predict_dataset": "build", "resolve_data": "build",
-    "dataset_classes": "build", "VideoDataset": "dataset", "VideoDecodeError": "decode", "read_frames": "decode",
+    "dataset_classes": "build", "build_decoded_dataset": "build", "VideoDataset": "dataset", "DecodedVideos": "dataset", "VideoDecodeError": "decode", "read_frames": "decode",
     "video_info": "decode", "VideoInfo": "decode",
     "FrameSampler": "sampling", "dense_indices": "sampling", "segment_indices": "sampling",
     "uniform_indices": "sampling",

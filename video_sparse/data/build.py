@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .annotations import (ANNOTATION_SUFFIXES, DATASETS, AnnotationError, VideoRecord, annotation_class_names,
                           load_annotation, read_class_names)
-from .dataset import VideoDataset
+from .dataset import DecodedVideos, VideoDataset
 from .frame_cache import FrameCache
 from .motion import CLASS_NAMES as MOTION_CLASSES, MotionSetSpec, prepare_motion_dataset
 from .randaugment import ClipRandAugment
@@ -170,3 +170,10 @@ def build_predict_dataset(cfg: DictConfig, paths: list[str], *, clips: int = 1, 
             records.append(VideoRecord(str(p), -1))
     return VideoDataset(records, clip_transform(cfg, False), cfg.frames, train=False, clips=clips, crops=crops,
                         missing=missing, **_reading_kwargs(cfg))
+
+
+def build_decoded_dataset(cfg: DictConfig, videos, *, clips: int = 1, crops: int = 1) -> DecodedVideos:
+    """Videos already decoded (uint8 ``(T, H, W, 3)`` each), sampled and transformed as
+    :func:`build_predict_dataset` does files."""
+    return DecodedVideos(videos, clip_transform(cfg, False), cfg.frames, clips=clips, crops=crops,
+                         **_reading_kwargs(cfg))

@@ -116,3 +116,25 @@ class VideoDataset(Dataset):
     def _sample(self, video, index, label, valid, failed):
         return {"video": video, "label": label, "index": index, "path": self.records[index].path,
                 "valid": valid, "failed": failed}
+
+
+class DecodedVideos(VideoDataset):
+    """Videos already decoded, evaluated like files: ``videos`` are uint8 RGB frames ``(T, H, W, 3)``
+    (numpy arrays or tensors, any size: the transform resizes them), every frame of each video in
+    order. Sampling, views and transform are those of a :class:`VideoDataset` with the same
+    arguments (``train=False``); ``path`` of a sample is ``<frames i>``."""
+
+    def __init__(self, videos, transform: ClipTransform, frames: int, **kwargs):
+        self.videos = []
+        for i, video in enumerate(videos):
+            video = video.numpy() if isinstance(video, torch.Tensor) else np.asarray(video)
+            if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8 or not len(video):
+                raise ValueError(f"video {i}: frames must be uint8 RGB (T, H, W, 3) with T >= 1, got "
+                                 f"{video.dtype} {tuple(video.shape)}")
+            self.videos.append(video)
+        records = [VideoRecord(f"<frames {i}>", -1) for i in range(len(self.videos))]
+        super().__init__(records, transform, frames, train=False, **kwargs)
+
+    def _read(self, index: int, view: int, choose) -> np.ndarray:
+        video = self.videos[index]
+        return video[np.asarray(choose(len(video)))]

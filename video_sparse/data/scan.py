@@ -13,6 +13,7 @@ from typing import Callable, NamedTuple
 from tqdm import tqdm
 
 from ..errors import UserError
+from ..options import ConfigError
 from .decode import VideoDecodeError, read_frames, video_info
 from .pyav_decode import needs_linear_decode
 
@@ -183,6 +184,48 @@ def videos_table(rows: list[tuple]) -> str:
         lines.append(f"{name[-40:]:<40} {stream!s:>6} {frames:>7} {fps!s:>8}  {status}"
                      + (f" ({detail})" if detail else ""))
     return "\n".join(lines)
+
+
+def listed_videos(data_cfg, splits: list[str]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """``({split: video paths}, {split: missing paths})`` of the annotation lists ``splits`` of a
+    data config (``scan``)."""
+    from .annotations import load_annotation
+    from .build import resolve_data, under_root
+
+    data, info = resolve_data(data_cfg)
+    videos, missing = {}, {}
+    for split in splits:
+        ann = data.get(f"{split}_ann")  # None when unset or ???
+        if ann is None:
+            continue
+        # A test list may be unlabelled (official Kinetics and SSv2 test files are): labels are
+        # checked where given, and an entry without one is fine.
+        records, missing[split] = load_annotation(under_root(data, ann), data.root, info.class_names,
+                                                  labels="optional" if split == "test" else "required",
+                                                  class_source=info.class_source, confine=data.confine_to_root)
+        videos[split] = [r.path for r in records]
+    if not videos:
+        raise ConfigError(f"none of the splits {list(splits)} has an annotation file set. "
+                          "Fix: data.train_ann=... / data.val_ann=... / data.test_ann=..., or videos=[files]")
+    return videos, missing
+
+
+def video_files(paths: list[str]) -> list[str]:
+    """The files of scan's ``videos=``: each file as given, and the video files of each folder (those
+    with the extension of a container FFmpeg reads; sorted, not recursive)."""
+    from .annotations import VIDEO_EXTENSIONS
+
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(str(f) for f in p.iterdir() if f.is_file() and f.suffix[1:].lower() in VIDEO_EXTENSIONS)
+        elif p.is_file():
+            files.append(str(p))
+        else:
+            raise ConfigError(f"videos: {p} is neither a file nor a folder. Fix: videos=[/path/a.mp4,/path/folder]")
+    if not files:
+        raise ConfigError(f"videos: no file in {list(paths)}. Fix: videos=[/path/a.mp4,/path/folder]")
+    return files
 
 
 if __name__ == "__main__":  # the documented command name; the app lives with the others

@@ -80,6 +80,26 @@ def head_slices(model: torch.nn.Module) -> dict[str, list[int]]:
     return slices
 
 
+@torch.no_grad()
+def feature_rows(model: torch.nn.Module, loader, device: torch.device, amp: str = "off",
+                 progress: bool = False) -> Iterator[tuple[dict, torch.Tensor]]:
+    """``(batch, rows)`` for each batch of ``loader`` (over an evaluation :class:`VideoDataset`):
+    float32 rows ``(B, V + 1, D)`` on the CPU, each view's pooled classifier inputs, then their mean
+    (see the module docstring); NaN for the videos that could not be read."""
+    slices, dataset = head_slices(model), loader.dataset
+    model.eval()
+    with pooled_inputs(model.classifiers()) as seen:
+        for batch in tqdm(loader, desc="features", unit="batch", leave=False, disable=not progress):
+            video = dataset.transform.to_model(batch["video"].to(device, non_blocking=True))
+            with autocast(device, amp):
+                model(rearrange(video, "b v c t h w -> (b v) c t h w"))
+            per_view = rearrange(torch.cat([seen[name] for name in slices], 1), "(b v) d -> b v d",
+                                 v=dataset.clips * dataset.crops).cpu()
+            rows = torch.cat([per_view, per_view.mean(1, keepdim=True)], 1)
+            rows[~batch["valid"].bool()] = float("nan")
+            yield batch, rows
+
+
 def _part_paths(out_dir: Path, rank: int, world: int) -> tuple[Path, Path]:
     stem = f"features.part{rank}of{world}"
     return out_dir / f"{stem}.npy", out_dir / f"{stem}.done.npy"
@@ -147,22 +167,13 @@ def extract_features(model: torch.nn.Module, dataset, out_dir: str | os.PathLike
     todo = [shard[j] for j in np.flatnonzero(done == NOT_DONE).tolist()]
     if len(todo) < len(shard):
         log.info("resuming the extraction in %s: %d of %d videos done", out_dir, len(shard) - len(todo), len(shard))
-    model.eval()
     loader = data_loader(dataset, batch_size, num_workers, device, sampler=todo, timeout=loader_timeout)
-    with pooled_inputs(model.classifiers()) as seen:
-        for batch in tqdm(loader, desc="features", unit="batch", leave=False, disable=not progress):
-            video = dataset.transform.to_model(batch["video"].to(device, non_blocking=True))
-            with autocast(device, amp):
-                model(rearrange(video, "b v c t h w -> (b v) c t h w"))
-            per_view = rearrange(torch.cat([seen[name] for name in slices], 1), "(b v) d -> b v d", v=views).cpu()
-            rows = torch.cat([per_view, per_view.mean(1, keepdim=True)], 1)
-            ok = batch["valid"].bool()
-            rows[~ok] = float("nan")
-            position = ((batch["index"] - world.rank) // world.size).numpy()
-            part[position] = rows.numpy()
-            part.flush()  # the rows are on disk before their marks
-            done[position] = np.where(ok.numpy(), DONE, UNREADABLE)
-            done.flush()
+    for batch, rows in feature_rows(model, loader, device, amp, progress):
+        position = ((batch["index"] - world.rank) // world.size).numpy()
+        part[position] = rows.numpy()
+        part.flush()  # the rows are on disk before their marks
+        done[position] = np.where(batch["valid"].numpy(), DONE, UNREADABLE)
+        done.flush()
     del part, done
     barrier()
     if world.is_main:

@@ -14,7 +14,7 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | Non
     ``L`` (``model.layer_id(name)``, ``model.num_lr_layers``) trains at ``lr * layer_decay **
     (L - 1 - d)``; each group carries its factor as ``lr_scale``, which the loop multiplies in.
     """
-    if layer_decay is not None and not hasattr(model, "layer_id"):
+    if layer_decay is not None and getattr(model, "num_lr_layers", None) is None:
         raise ValueError(f"trainer.layer_decay needs a model with layer ids; {type(model).__name__} has none. "
                          "Fix: trainer.layer_decay=null")
     groups: dict[tuple[int, bool], dict] = {}

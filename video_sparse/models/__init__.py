@@ -4,11 +4,14 @@ from . import zoo  # noqa: F401  (the named variants)
 from .registry import ModelError, build_model, list_models, model_from_config, register_model
 
 __all__ = ["ModelError", "build_model", "list_models", "model_from_config", "register_model", "load_pretrained",
-           "LoadReport"]
+           "LoadReport", "VideoModel"]
 
 
-def __getattr__(name: str):
-    if name in ("load_pretrained", "LoadReport"):  # imports torch
+def __getattr__(name: str):  # these import torch
+    if name in ("load_pretrained", "LoadReport"):
         from . import weights
         return getattr(weights, name)
+    if name == "VideoModel":
+        from .contract import VideoModel
+        return VideoModel
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

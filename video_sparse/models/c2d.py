@@ -20,6 +20,7 @@ from ..layers.heads import build_head
 from ..layers.sifa import SIFABottleneck
 from ..layers.slide import SlideAttention
 from ..layers.temporal_msdeform import MSDeformBottleneck
+from .contract import VideoModel
 from .specs import C2DResNetSpec
 
 # Block codes in a stage pattern, cycled over the stage's blocks ("GS": G, S, G, S, ...); S is the
@@ -27,7 +28,7 @@ from .specs import C2DResNetSpec
 BLOCKS = {"P": C2DBottleneck, "G": GCBottleneck, "S": SIFABottleneck}
 
 
-class C2DResNet(nn.Module):
+class C2DResNet(VideoModel):
     """Stem ``Conv3d(3, w, (ts, 7, 7), stride (ts, 2, 2))`` -> BN -> ReLU -> 1x3x3 max-pool, four
     stages of bottlenecks, an order-blind head; with ``dual``, a frame-skipping branch
     (layer3 -> max-pool over pairs of frames -> ``layer4_dual`` -> its own head).
@@ -124,12 +125,6 @@ class C2DResNet(nn.Module):
         if root.startswith("layer"):
             return int(root[len("layer")])
         return 5 if root.startswith("head") else 0
-
-    def classifiers(self) -> dict[str, nn.Linear]:
-        """The final linear layer of each head (``main``, and ``dual`` with the dual branch): their
-        inputs are the pooled pre-classifier features (``eval.py features=true``)."""
-        heads = {"main": self.head, "dual": self.head_dual} if self.dual else {"main": self.head}
-        return {name: head.fc for name, head in heads.items()}
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(N, 3, T, H, W)`` -> last-stage features of the main and (or None) dual branch."""

@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .contract import VideoModel
 from .specs import MViTSpec, PTVResNetSpec, X3DSpec
 
 
@@ -73,7 +74,7 @@ def slowfast_pathways(x: torch.Tensor, alpha: int) -> list[torch.Tensor]:
     return [x.index_select(2, index), x]
 
 
-class PyTorchVideoModel(nn.Module):
+class PyTorchVideoModel(VideoModel):
     """A pytorchvideo network (``net``) as a video model: ``(N, 3, T, H, W)`` -> logits
     ``(N, num_classes)``.
 

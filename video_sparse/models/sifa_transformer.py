@@ -27,6 +27,7 @@ from ..layers.sifa import FrameSIFA
 from ..layers.stem import ConvStem
 from ..layers.temporal_msdeform import FrameMSDeform
 from .biformer import BiFormer
+from .contract import VideoModel
 from .cswin import CSWin
 from .dat import DAT
 from .dpt import DPT
@@ -37,7 +38,7 @@ from .specs import (PerFrameVideoSpec, SIFABiFormerSpec, SIFACSWinSpec, SIFADATS
                     SIFASlideSwinSpec)
 
 
-class SIFATransformer(nn.Module):
+class SIFATransformer(VideoModel):
     """Video model around an image pyramid transformer.
 
     Args:
@@ -124,12 +125,6 @@ class SIFATransformer(nn.Module):
                 if internal_name(k).startswith(src):
                     out[dst + internal_name(k)[len(src):]] = v
         return out, sorted(dropped)
-
-    def classifiers(self) -> dict[str, nn.Linear]:
-        """The final linear layer of each head (``main``, and ``dual`` with the dual branch): their
-        inputs are the pooled pre-classifier features (``eval.py features=true``)."""
-        heads = {"main": self.head, "dual": self.head_dual} if self.dual else {"main": self.head}
-        return {name: head.fc for name, head in heads.items()}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if x.ndim != 5:
