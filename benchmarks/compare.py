@@ -182,7 +182,7 @@ def family(name: str) -> str:
     if isinstance(spec, (X3DSpec, PTVResNetSpec, MViTSpec)):
         return "pytorchvideo baseline"
     if isinstance(spec, PerFrameVideoSpec):
-        return "per-frame transformer + SIFA" if spec.sifa_stages else "per-frame transformer, order-blind"
+        return "per-frame transformer + SIFA" if spec.temporal_stages else "per-frame transformer, order-blind"
     temporal = any(p not in ("P", "G") for pattern in spec.patterns for p in pattern)  # S: SIFA, ... (not plain)
     return "C2D ResNet + inter-frame operator" if temporal else "C2D ResNet"
 

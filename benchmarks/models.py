@@ -68,7 +68,7 @@ def flops_table() -> None:
 def one_step_config(name: str, sifa: bool, repeats: int) -> dict:
     """Runs in a subprocess: median train-step time and peak RSS growth."""
     torch.manual_seed(0)
-    kwargs = {} if name == "c2d_r50" else {"sifa": sifa}
+    kwargs = {} if name == "c2d_r50" else {"temporal": sifa}
     model = video_sparse.build_model(name, num_classes=400, **kwargs)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(2, 3, 16, 224, 224)

@@ -10,6 +10,9 @@ import av
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+# What a user reads: README and the guides it links to (their commands, keys and models are tested)
+USER_DOCS = ("README.md", "docs/motion.md", "docs/training.md", "docs/datasets.md", "docs/evaluation.md",
+             "docs/models.md")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_MODE", "offline")
 

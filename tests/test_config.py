@@ -12,14 +12,15 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from helpers import ROOT, compose, compose_with_hydra
+from helpers import USER_DOCS, ROOT, compose, compose_with_hydra
 from video_sparse.apps import config as schema
 from video_sparse.apps.checks import check_train
 from video_sparse.apps.help import reference
 from video_sparse.options import text
 from video_sparse.models.registry import variants
 
-README = (ROOT / "README.md").read_text()
+# README and the guides it links to in docs/: every key, model and command they show is tested here
+README = "\n".join((ROOT / page).read_text() for page in USER_DOCS)
 
 
 def _readme_keys() -> set[str]:
@@ -27,8 +28,8 @@ def _readme_keys() -> set[str]:
     files = ("json", "csv", "txt", "mp4", "webm", "pt", "pth", "yaml", "png", "md", "py")
     keys = {k for k in re.findall(r"`((?:data|model|trainer|optim|sched|test|logger)\.[a-z_]+)", README)
             if k.split(".")[1] not in files}
-    assert "`model.sifa_stage=[2]`" in README  # the misspelling README shows the error of
-    keys.discard("model.sifa_stage")
+    assert "`model.mixer_stage=[3]`" in README  # the misspelling README shows the error of
+    keys.discard("model.mixer_stage")
     assert len(keys) > 60, sorted(keys)  # the tables are where the test expects them
     return keys
 
@@ -85,11 +86,14 @@ def test_every_readme_key_and_model_is_settable_without_plus(list_dataset):
 
 
 def test_misspelt_key_is_one_line_with_the_close_match(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "model=sifa_biformer_nano", "model.sifa_stage=[2]",
+    """The error docs/training.md shows, with the default model."""
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "model.mixer_stage=[3]",
                            f"hydra.run.dir={tmp_path}/run"], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "error: model.sifa_stage is not a config key. Did you mean model.sifa_stages? Fix: model.sifa_stages=[2]"]
+        "error: model.mixer_stage is not a config key. Did you mean model.mixer_stages? Fix: model.mixer_stages=[3]"]
+    assert "error: model.mixer_stage is not a config key. Did you mean model.mixer_stages? Fix: model.mixer_stages=[3]" \
+        in README
     assert not (tmp_path / "run").exists()
 
 
@@ -107,8 +111,8 @@ def test_misspelt_key_is_one_line_with_the_close_match(tmp_path):
      "unknown block codes ['X']"),
     (["model=dat_tiny", "model.num_heads=[3,6]"], "model.num_heads must be a list of 4 integers >= 1, got [3,6] (2 "
      "values). Fix: model.num_heads=[3,6,12,24]"),
-    (["model=sifa_biformer_nano", "model.sifa_stages=[7]"], "model=sifa_biformer_nano cannot be built with these "
-     "options: sifa_stages: stage 7 does not exist"),
+    (["model=sifa_biformer_nano", "model.temporal_stages=[7]"], "model=sifa_biformer_nano cannot be built with "
+     "these options: temporal_stages: stage 7 does not exist (1..4)"),
     (["model=c2d_r50", "model.pretrained=torchvision:NoSuch_Weights.X"], "model.pretrained: unknown torchvision "
      "weights 'NoSuch_Weights.X'"),
     (["predict_topk=3"], "predict_topk is not a config key"),
@@ -322,6 +326,28 @@ def _readme_commands() -> list[tuple[str, list[str]]]:
             commands.append((script.removesuffix(".py"), args))
     assert len(commands) > 15, commands
     return commands
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip("# \n").lower()).replace(" ", "-")
+
+
+def test_readme_is_short_and_every_link_of_the_user_docs_resolves():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 300
+    for page in USER_DOCS:
+        path = ROOT / page
+        text = path.read_text()
+        assert page == "README.md" or f"]({page})" in (ROOT / "README.md").read_text(), f"README does not link {page}"
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+://", target):
+                continue
+            file, _, anchor = target.partition("#")
+            linked = (path.parent / file).resolve() if file else path
+            assert linked.exists(), f"{page} links {target}: no such file"
+            if anchor and linked.suffix == ".md":
+                headings = re.findall(r"^#{1,4} .*$", linked.read_text(), flags=re.M)
+                assert anchor in {_slug(h) for h in headings}, f"{page} links {target}: no such heading"
 
 
 def test_readme_commands_compose():

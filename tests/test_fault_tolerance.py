@@ -305,3 +305,14 @@ def test_a_rank_waiting_in_a_collective_is_ended_by_another_ranks_failure(tmp_pa
     assert "the original error" in out[0][1] and "the original error" not in out[1][1]
     assert "rank 1 stops: rank 0 failed" in out[1][1] and procs[1].returncode == 1
     assert "unreachable" not in out[0][0] + out[1][0]
+
+
+def test_resume_reads_a_renamed_option_under_its_new_name():
+    """A run saved with model.sifa (now model.temporal) resumes with the same value and is refused
+    with another: the old name is not silently dropped."""
+    from video_sparse.engine.checkpoint import check_resumable
+
+    ckpt = {"optimizer": {}, "rng": {}, "config": {"model": {"name": "sifa_small", "sifa": False}}}
+    check_resumable(ckpt, "last.pt", {"model": {"name": "sifa_small", "temporal": False}}, 1)
+    with pytest.raises(CheckpointError, match=r"model.temporal False -> True"):
+        check_resumable(ckpt, "last.pt", {"model": {"name": "sifa_small", "temporal": True}}, 1)

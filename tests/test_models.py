@@ -18,9 +18,9 @@ def test_registry_lists_and_builds():
 def test_unknown_model_names_close_matches():
     with pytest.raises(ModelError, match="Did you mean c2d_small.*Fix: model="):
         video_sparse.build_model("c2d_smal", num_classes=3)
-    with pytest.raises(ModelError, match="model.sifa_stage is not an option of sifa_biformer_nano. Did you mean "
-                                         "sifa_stages"):
-        video_sparse.build_model("sifa_biformer_nano", num_classes=3, sifa_stage=[2])
+    with pytest.raises(ModelError, match="model.temporal_stage is not an option of sifa_biformer_nano. Did you mean "
+                                         "temporal_stages"):
+        video_sparse.build_model("sifa_biformer_nano", num_classes=3, temporal_stage=[3])
     with pytest.raises(ModelError, match="model.head must be one of pool, spatial, got spatail. Did you mean spatial"):
         video_sparse.build_model("c2d_small", num_classes=3, head="spatail")
     with pytest.raises(ModelError, match="model=c2d_small cannot be built with these options: unknown block codes"):

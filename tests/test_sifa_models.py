@@ -88,7 +88,7 @@ def test_sifa_small_sees_frame_order_and_c2d_small_does_not():
 
 def test_switching_sifa_off_keeps_parameters():
     on = video_sparse.build_model("c2d_sifa_r50", num_classes=10)
-    off = video_sparse.build_model("c2d_sifa_r50", num_classes=10, sifa=False)
+    off = video_sparse.build_model("c2d_sifa_r50", num_classes=10, temporal=False)
     assert list(on.state_dict()) == list(off.state_dict()) and _trainable(on) == _trainable(off)
 
 
@@ -157,3 +157,29 @@ def test_torchvision_weights_by_name(monkeypatch):
     monkeypatch.setattr(torchvision.models, "get_weight", lambda name: Offline())
     with pytest.raises(WeightsError, match="model.pretrained: cannot download .*Fix: .*model.pretrained=/path/to/the"):
         video_sparse.build_model("c2d_r50", num_classes=10, pretrained="torchvision:ResNet50_Weights.IMAGENET1K_V1")
+
+
+def test_the_older_option_name_sifa_builds_what_temporal_does():
+    """Checkpoints written before model.sifa became model.temporal keep building the model they trained."""
+    torch.manual_seed(0)
+    old = video_sparse.build_model("sifa_small", num_classes=10, sifa=False)
+    torch.manual_seed(0)
+    new = video_sparse.build_model("sifa_small", num_classes=10, temporal=False)
+    x = torch.randn(1, 3, 4, 32, 32)
+    with torch.no_grad():
+        for a, b in zip(old.eval()(x), new.eval()(x)):
+            torch.testing.assert_close(a, b)
+    assert not any(m.sifa for m in old.modules() if hasattr(m, "sifa") and isinstance(m.sifa, bool))
+
+
+def test_the_older_zero_based_sifa_stages_build_the_same_stages():
+    """model.sifa_stages counted stages from 0; model.temporal_stages counts from 1 like mixer_stages."""
+    torch.manual_seed(0)
+    old = video_sparse.build_model("sifa_biformer_nano", num_classes=10, sifa_stages=[1, 3])
+    torch.manual_seed(0)
+    new = video_sparse.build_model("sifa_biformer_nano", num_classes=10, temporal_stages=[2, 4])
+    assert list(old.state_dict()) == list(new.state_dict())
+    x = torch.randn(1, 3, 4, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(old.eval()(x), new.eval()(x)):
+            torch.testing.assert_close(a, b)

@@ -119,7 +119,7 @@ def test_models_take_msdeform_in_place_of_sifa():
     kinds = {type(m) for m in small.modules()}
     assert MSDeformBottleneck in kinds and SIFABottleneck not in kinds
     assert video_sparse.build_model("sifa_small", 10).state_dict().keys() != small.state_dict().keys()
-    off = video_sparse.build_model("msdeform_small", 10, sifa=False)
+    off = video_sparse.build_model("msdeform_small", 10, temporal=False)
     assert not any(m.enabled for m in off.modules() if isinstance(m, MSDeformBottleneck))
     for T in (1, 2, 5):
         out = small(torch.randn(1, 3, T, 32, 32))

@@ -99,7 +99,7 @@ class RuntimeConfig:
 class TrainerConfig(RuntimeConfig):
     """The training loop."""
 
-    epochs: int = option(11, "epochs (the motion benchmark: sifa_small passes 0.95 at epoch 9)", ge=1)
+    epochs: int = option(11, "epochs", ge=1)
     seed: int = option(0, "seed of the data order, augmentation and initialisation")
     accumulate: int = option(1, "optimiser step every N batches (DDP syncs on the Nth only)", ge=1)
     clip_grad: Optional[float] = option(None, "max gradient norm (null: no clipping)", gt=0)

@@ -124,7 +124,12 @@ def check_resumable(ckpt: dict, path, config: dict, world_size: int) -> None:
                               "checkpoint: it has no training state (optimiser, position, random streams) to resume. "
                               f"Fix: start a new run initialised from it with model.pretrained={path} "
                               "(and trainer.resume=none or another hydra.run.dir)")
-    saved, mine = _flatten(ckpt.get("config", {})), _flatten(config)
+    from ..models.registry import upgrade_options
+
+    saved = dict(ckpt.get("config", {}))
+    if isinstance(saved.get("model"), dict):  # a run written before an option's rename
+        saved["model"] = upgrade_options(saved["model"], dict(config.get("model", {})).keys())
+    saved, mine = _flatten(saved), _flatten(config)
 
     def checked(key: str) -> bool:
         return any(key == k or key.startswith(k + ".") for k in RESUME_KEYS) and key not in RESUME_FREE

@@ -1,10 +1,10 @@
 """Models: the registry and its named variants (torch-free until a model is built), the families,
 and weight loading."""
 from . import zoo  # noqa: F401  (the named variants)
-from .registry import ModelError, build_model, list_models, model_from_config, register_model
+from .registry import ModelError, build_model, list_models, model_from_config
 
-__all__ = ["ModelError", "build_model", "list_models", "model_from_config", "register_model", "load_pretrained",
-           "LoadReport", "VideoModel"]
+__all__ = ["ModelError", "build_model", "list_models", "model_from_config", "load_pretrained", "LoadReport",
+           "VideoModel"]
 
 
 def __getattr__(name: str):  # these import torch

@@ -56,9 +56,9 @@ class C2DResNet(VideoModel):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)) if spec.stem_pool else nn.Identity()
         sifa_args = dict(kernel_size=spec.sifa_kernel, dilation=spec.sifa_dilation, groups=spec.sifa_groups,
-                         normalize=spec.sifa_normalize, sifa=spec.sifa)
+                         normalize=spec.sifa_normalize, sifa=spec.temporal)
         msdeform_args = dict(head_dim=spec.msdeform_head_dim, n_points=spec.msdeform_points,
-                             window=spec.temporal_window, offsets_from=spec.msdeform_offsets, enabled=spec.sifa)
+                             window=spec.temporal_window, offsets_from=spec.msdeform_offsets, enabled=spec.temporal)
 
         def mixer(planes):
             heads = max(planes // spec.mixer_head_dim, 1)

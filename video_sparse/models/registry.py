@@ -7,7 +7,7 @@ import dataclasses
 import difflib
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from ..errors import UserError
 from ..options import ConfigError
@@ -28,27 +28,34 @@ class Variant:
     doc: str
 
 
-_VARIANTS: dict[str, Variant] = {}
-_FUNCTIONS: dict[str, Callable] = {}  # register_model: models built by a function (Python API)
+_VARIANTS: dict[str, Variant] = {}  # the one registry: every model, by name
+# Options renamed since a checkpoint may have been written: old name -> (name now, old value -> value now).
+# Stage indices count from 1 in every family (as mixer_stages, and the papers' stages 1-4).
+RENAMED_OPTIONS = {"sifa": ("temporal", None),
+                   "sifa_stages": ("temporal_stages", lambda stages: [s + 1 for s in stages])}  # were 0-based
+
+
+def upgrade_options(options: Mapping[str, Any], known) -> dict:
+    """``options`` (a model config's) with the old names of :data:`RENAMED_OPTIONS` under their names
+    and values now, where ``known`` (the option names now) has them."""
+    out = dict(options)
+    for old, (new, convert) in RENAMED_OPTIONS.items():
+        if old in out and new in known and new not in out:
+            value = out.pop(old)
+            out[new] = convert(value) if convert else value
+    return out
 
 
 def register_variant(name: str, spec: Spec, num_classes: int, doc: str) -> None:
-    if name in _VARIANTS or name in _FUNCTIONS:
+    """Register model ``name``: its family's ``spec`` (whose ``builder`` builds it) with this
+    variant's values, its default class count and a line saying what it is."""
+    if name in _VARIANTS:
         raise ValueError(f"model {name!r} registered twice")
     _VARIANTS[name] = Variant(name, spec, num_classes, doc)
 
 
-def register_model(fn: Callable) -> Callable:
-    """Decorator: register a function ``fn(num_classes, **options) -> nn.Module`` under its name
-    (for the Python API; ``model=<name>`` on the command line lists the spec variants)."""
-    if fn.__name__ in _VARIANTS or fn.__name__ in _FUNCTIONS:
-        raise ValueError(f"model {fn.__name__!r} registered twice")
-    _FUNCTIONS[fn.__name__] = fn
-    return fn
-
-
 def list_models() -> list[str]:
-    return sorted([*_VARIANTS, *_FUNCTIONS])
+    return sorted(_VARIANTS)
 
 
 def variants() -> dict[str, Variant]:
@@ -69,6 +76,7 @@ def model_spec(name: str, **overrides) -> Spec:
         raise ModelError(unknown_model_message(name) + ". Fix: model=<one of those>")
     spec = _VARIANTS[name].spec
     known = [f.name for f in dataclasses.fields(spec)]
+    overrides = upgrade_options(overrides, known)  # a checkpoint's config written before a rename
     for key in overrides:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
@@ -86,17 +94,14 @@ def build_model(name: str, num_classes: int, pretrained: str | None = None, **ov
     :func:`video_sparse.load_pretrained`). Video models take ``(N, 3, T, H, W)`` clips and return
     logits ``(N, num_classes)``, or a tuple of logits for multi-head models (main head first).
     A model its options cannot build raises :class:`ModelError` naming the model and the reason."""
-    if name in _FUNCTIONS:
-        model = _FUNCTIONS[name](num_classes=num_classes, **overrides)
-    else:
-        spec = model_spec(name, **overrides)
-        module, attr = type(spec).builder.split(":")
-        build = getattr(importlib.import_module(module), attr)
-        try:
-            model = build(spec, num_classes)
-        except ValueError as e:  # the family's own check of its hyper-parameters
-            raise ModelError(f"model={name} cannot be built with these options: {e}. Fix: change that option (python "
-                             f"train.py model={name} --help lists every option with its value)") from e
+    spec = model_spec(name, **overrides)
+    module, attr = type(spec).builder.split(":")
+    build = getattr(importlib.import_module(module), attr)
+    try:
+        model = build(spec, num_classes)
+    except ValueError as e:  # the family's own check of its hyper-parameters
+        raise ModelError(f"model={name} cannot be built with these options: {e}. Fix: change that option (python "
+                         f"train.py model={name} --help lists every option with its value)") from e
     if pretrained is not None:
         from .weights import load_pretrained
         load_pretrained(model, pretrained)

@@ -2,7 +2,7 @@
 CSWin, Slide-Swin, DAT and DPT.
 
 Every frame goes through the image backbone (time folded into the batch); in the blocks of the
-last stages (``sifa_stages``) a :class:`~video_sparse.layers.sifa.FrameSIFA` follows the spatial
+last stages (``temporal_stages``) a :class:`~video_sparse.layers.sifa.FrameSIFA` follows the spatial
 attention, so each position also attends to a deformable neighbourhood of the next frame (or, with
 ``temporal_mixer=msdeform``, a :class:`~video_sparse.layers.temporal_msdeform.FrameMSDeform`: learned
 points and weights in the neighbouring frames). With
@@ -66,13 +66,13 @@ class SIFATransformer(VideoModel):
 
         def temporal(dim: int) -> nn.Module:
             if spec.temporal_mixer == "sifa":
-                return FrameSIFA(dim, spec.sifa_kernel, spec.sifa_dilation, sifa=spec.sifa)
+                return FrameSIFA(dim, spec.sifa_kernel, spec.sifa_dilation, sifa=spec.temporal)
             return FrameMSDeform(dim, spec.msdeform_head_dim, spec.msdeform_points, spec.temporal_window,
-                                 spec.msdeform_offsets, enabled=spec.sifa)
-        for s in spec.sifa_stages:
-            if not 0 <= s < len(parts):
-                raise ValueError(f"sifa_stages: stage {s} does not exist (0..{len(parts) - 1})")
-            attach_temporal(parts[s][1], temporal)
+                                 spec.msdeform_offsets, enabled=spec.temporal)
+        for s in spec.temporal_stages:
+            if not 1 <= s <= len(parts):
+                raise ValueError(f"temporal_stages: stage {s} does not exist (1..{len(parts)})")
+            attach_temporal(parts[s - 1][1], temporal)
         channels = backbone.num_features
         self.head = build_head(spec.head, channels, num_classes, spec.head_width, spec.dropout)
         self.dual = spec.dual

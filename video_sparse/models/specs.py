@@ -71,8 +71,8 @@ class C2DResNetSpec(Spec):
     dual: bool = option(False, "SIFA-Net's frame-skipping branch (layer3 -> max over frame pairs -> layer4_dual "
                         "-> its own head)")
     dual_stride: int = option(1, "spatial stride of layer4_dual", ge=1)
-    sifa: bool = option(True, "false switches every inter-frame operator (SIFA or msdeform) off (same parameters), "
-                        "to measure its cost")
+    temporal: bool = option(True, "false switches the inter-frame operator, whichever temporal_mixer is, off in "
+                            "every block (same parameters), to measure its cost (older runs' model.sifa)")
     temporal_mixer: str = temporal_mixer_option()
     temporal_window: Tuple[int, ...] = temporal_window_option()
     msdeform_head_dim: int = msdeform_head_dim_option()
@@ -221,9 +221,11 @@ class PerFrameVideoSpec(Spec):
     """The video part of a per-frame pyramid transformer with SIFA
     (:class:`~video_sparse.models.sifa_transformer.SIFATransformer`)."""
 
-    sifa_stages: Tuple[int, ...] = option((2, 3), "stages (0-based) whose blocks get the inter-frame operator "
-                                          "after their attention; [] gives the order-blind per-frame baseline", ge=0)
-    sifa: bool = option(True, "false switches the inter-frame operator (SIFA or msdeform) off (same parameters)")
+    temporal_stages: Tuple[int, ...] = option((3, 4), "stages (1-based, as mixer_stages) whose blocks get the "
+                                              "inter-frame operator after their attention; [] gives the order-blind "
+                                              "per-frame baseline (older runs' sifa_stages counted from 0)", ge=1)
+    temporal: bool = option(True, "false switches the inter-frame operator, whichever temporal_mixer is, off in "
+                            "every block (same parameters), to measure its cost (older runs' model.sifa)")
     temporal_mixer: str = temporal_mixer_option()
     temporal_window: Tuple[int, ...] = temporal_window_option()
     msdeform_head_dim: int = msdeform_head_dim_option()

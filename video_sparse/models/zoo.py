@@ -84,7 +84,7 @@ for size, params in (("tiny", "15.15"), ("small", "26.41"), ("medium", "46.13"))
                      f"({params} M parameters at 1000 classes); input (N, 3, H, W), any size.")
 
 # ----------------------------------------------------------------------------- per-frame transformers + SIFA
-ORDER_BLIND = dict(sifa_stages=(), dual=False)
+ORDER_BLIND = dict(temporal_stages=(), dual=False)
 for size in ("tiny", "small"):
     register_variant(f"sifa_biformer_{size}", SIFABiFormerSpec(**BIFORMER[size], drop_path_rate=0.1), 400,
                      f"BiFormer-{size[0].upper()} per frame + SIFA after the attention of stages 3-4 + dual branch.")
@@ -121,8 +121,7 @@ BIFORMER_NANO = dict(depth=(1, 1, 1, 1), embed_dim=(16, 32, 64, 64), n_win=4, to
 DILATEFORMER_NANO = dict(embed_dim=12, depths=(1, 1, 1, 1), num_heads=(3, 3, 6, 6), merge_strides=(1, 1, 2),
                          stem_width=8, drop_path_rate=0.0, **NANO_VIDEO)
 # CSWin with BiFormer's convolutional stem (conv_stem), as BiFormer's and DilateFormer's nanos have: with
-# its 7x7 patch embedding it learns the motions but rotation's direction stays at 0.6-0.84 (0.93 top-1;
-# with the stem 0.968, docs/benchmarks.md).
+# its 7x7 patch embedding it learns the motions but not rotation's direction (runs: docs/motion.md).
 CSWIN_NANO = dict(embed_dim=16, depth=(1, 1, 1, 1), split_size=(2, 2, 4, 8), num_heads=(2, 2, 4, 4), mlp_ratio=2.0,
                   merge_strides=(1, 1, 2), conv_stem=True, **NANO_VIDEO)
 register_variant("sifa_cswin_nano", SIFACSWinSpec(**CSWIN_NANO), 10,
@@ -131,9 +130,8 @@ register_variant("c2d_cswin_nano", SIFACSWinSpec(**CSWIN_NANO, **ORDER_BLIND), 1
                  "sifa_cswin_nano without SIFA and the dual branch: order-blind.")
 # Slide-Swin with Swin's 4x4 embedding and its first two mergings at stride 1 (same parameters): the
 # 16/16/16/8 maps of the other nanos, and a depthwise 3x3 conv before every block (cpe), as DPT_NANO.
-# Without it the nano learns the motions but not their direction (0.51 top-1, pair 0.95, after 13
-# epochs); with it, trained at lr 2.5e-4 (at 5e-4 it stays at chance for 3 epochs), 0.982
-# (docs/benchmarks.md).
+# Without it the nano learns the motions but not their direction; with it, it does at lr 2.5e-4 (runs:
+# docs/motion.md, docs/benchmarks.md).
 SLIDE_NANO = dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(2, 2, 4, 4), patch_size=4, merge_strides=(1, 1, 2),
                   img_size=64, cpe=True, **NANO_VIDEO)
 register_variant("sifa_slide_nano", SIFASlideSwinSpec(**SLIDE_NANO), 10,
@@ -142,8 +140,8 @@ register_variant("c2d_slide_nano", SIFASlideSwinSpec(**SLIDE_NANO, **ORDER_BLIND
                  "sifa_slide_nano without SIFA and the dual branch: order-blind.")
 # DAT with windows of 8 on the 16x16 maps (one L, one S block), deformable attention in stages 3-4, and
 # DAT++'s local perception units: without them (the CVPR blocks, no convolution after the embedding) the
-# nano learns the motions but not their direction (0.48 top-1 after 10 epochs, docs/benchmarks.md), as
-# sifa_slide_nano; BiFormer's and DilateFormer's blocks have the same depthwise 3x3 conv.
+# nano learns the motions but not their direction (runs: docs/benchmarks.md), as sifa_slide_nano;
+# BiFormer's and DilateFormer's blocks have the same depthwise 3x3 conv.
 DAT_NANO = dict(embed_dim=16, stage_spec=("L", "S", "D", "D"), num_heads=(2, 2, 4, 4), groups=(1, 1, 2, 2),
                 window_size=8, merge_strides=(1, 1, 2), img_size=64, mlp_ratio=2.0, lpu=True, **NANO_VIDEO)
 register_variant("sifa_dat_nano", SIFADATSpec(**DAT_NANO), 10,
