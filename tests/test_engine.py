@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from helpers import compose
+from helpers import compose, train_in_process
 from video_sparse.engine import checkpoint as ckpt_mod
 from video_sparse.engine.checkpoint import load_checkpoint, save_checkpoint
 from video_sparse.engine.metrics import classification_metrics, confusion_matrix
@@ -76,7 +76,7 @@ def test_resume_continues_exactly(tmp_path, tiny_overrides, monkeypatch):
     from video_sparse.engine import trainer
 
     overrides = tiny_overrides + ["trainer.epochs=2", "trainer.batch_size=5", "model.dropout=0.3"]
-    trainer.train(compose("train", overrides), tmp_path / "straight")
+    train_in_process(overrides, tmp_path / "straight")
 
     real_save = trainer.save_checkpoint
 
@@ -87,10 +87,10 @@ def test_resume_continues_exactly(tmp_path, tiny_overrides, monkeypatch):
 
     monkeypatch.setattr(trainer, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        trainer.train(compose("train", overrides), tmp_path / "resumed")
+        train_in_process(overrides, tmp_path / "resumed")
     assert _state(tmp_path / "resumed")["epoch"] == 1
     monkeypatch.undo()
-    trainer.train(compose("train", overrides + ["trainer.resume=auto"]), tmp_path / "resumed")
+    train_in_process(overrides + ["trainer.resume=auto"], tmp_path / "resumed")
 
     a, b = _state(tmp_path / "straight"), _state(tmp_path / "resumed")
     assert a["epoch"] == b["epoch"] == 2
@@ -104,9 +104,7 @@ def test_resume_continues_exactly(tmp_path, tiny_overrides, monkeypatch):
 def test_dual_head_model_trains_and_evaluates(tmp_path, tiny_overrides):
     """sifa_small returns (main, dual) logits: the loop sums their losses, evaluation averages
     their softmaxes, and the checkpoint re-evaluates through eval's code path."""
-    from video_sparse.engine import trainer
-
-    metrics = trainer.train(compose("train", tiny_overrides + ["model=sifa_small"]), tmp_path)
+    metrics = train_in_process(tiny_overrides + ["model=sifa_small"], tmp_path)
     assert metrics["num_videos"] == 10 and 0 <= metrics["top1"] <= 1
     state = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
     assert any(k.startswith("head_dual.") for k in state["model"])
@@ -117,11 +115,10 @@ def test_eval_excludes_unreadable_videos_and_scores_the_rest_as_if_alone(tmp_pat
     the same accuracies as evaluating the N - 3 good ones alone; test.strict=true refuses the set."""
     from pathlib import Path
 
-    from video_sparse.engine import trainer
     from video_sparse.engine.evaluator import evaluate_checkpoint
     from video_sparse.engine.evaluate import StrictEvaluationError
 
-    trainer.train(compose("train", tiny_overrides + ["model=c2d_small"]), tmp_path / "run")
+    train_in_process(tiny_overrides + ["model=c2d_small"], tmp_path / "run")
     ckpt = tmp_path / "run" / "checkpoints" / "best.pt"
     root = Path(load_checkpoint(ckpt)["config"]["data"]["root"])
     good = [line.split() for line in (root / "val.txt").read_text().splitlines()]

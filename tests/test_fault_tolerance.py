@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from helpers import ROOT, compose, run_app
+from helpers import ROOT, run_app, train_in_process
 from video_sparse.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
@@ -114,10 +114,9 @@ def test_preemption_in_process_checkpoints_the_step_it_was_signalled_in(tmp_path
         if run.step == 7:
             os.kill(os.getpid(), signal.SIGUSR1)
     monkeypatch.setattr(trainer, "optimizer_step", signalled_at_step_7)
-    cfg = compose("train", tiny_overrides + ["model=c2d_small", "trainer.epochs=2"])
     previous = signal.getsignal(signal.SIGUSR1)
     with pytest.raises(SystemExit) as exit_info:
-        trainer.train(cfg, tmp_path)
+        train_in_process(tiny_overrides + ["model=c2d_small", "trainer.epochs=2"], tmp_path)
     assert exit_info.value.code == 128 + signal.SIGUSR1
     assert signal.getsignal(signal.SIGUSR1) is previous  # handlers are given back
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
@@ -125,8 +124,7 @@ def test_preemption_in_process_checkpoints_the_step_it_was_signalled_in(tmp_path
 
 
 def _train(tmp_path, tiny_overrides, *extra):
-    from video_sparse.engine import trainer
-    return trainer.train(compose("train", tiny_overrides + ["model=c2d_small", *extra]), tmp_path)
+    return train_in_process(tiny_overrides + ["model=c2d_small", *extra], tmp_path)
 
 
 @pytest.mark.parametrize("override, key", [

@@ -114,3 +114,26 @@ def test_readme_recognizer_example_runs_as_written(trained_run, tmp_path, monkey
     scope = {"frames": read_frames(video, lambda n: np.arange(n))}
     exec(block.replace("outputs/<date>/<time>/checkpoints/best.pt", str(trained_run / "checkpoints/best.pt")), scope)
     assert scope["probs"].shape[0] == len(scope["windows"]) > 0
+
+
+def test_an_exported_model_recognises_like_its_checkpoint(trained_run, recognizer, tmp_path):
+    """Recognizer.from_checkpoint of the run's .onnx export: its class names, clip recipe and, per
+    video, the checkpoint's probabilities (onnxruntime's float error)."""
+    from video_sparse.apps.export import export_command
+
+    export_command(compose("export", [f"checkpoint={trained_run}/checkpoints/best.pt"]), tmp_path)
+    exported = Recognizer.from_checkpoint(tmp_path / "sifa_small.onnx", device="cpu", batch_size=3)
+    assert exported.class_names == recognizer.class_names and exported.weights == "model (onnx)"
+    paths = list(_csv_topk(trained_run / "predictions.csv"))[:4]
+    torch.testing.assert_close(exported.probabilities(paths), recognizer.probabilities(paths), rtol=0, atol=1e-4)
+
+
+def test_timeline_of_decoded_frames_is_the_timeline_of_their_file(recognizer, tmp_path):
+    long = write_video(tmp_path / "long.mp4", num_frames=60, height=32, width=32, fps=10)
+    frames = read_frames(long, lambda n: np.arange(n))
+    windows, probs = recognizer.timeline(long, window=2.0, stride=1.0)
+    from_frames, probs_frames = recognizer.timeline(torch.from_numpy(frames), window=2.0, stride=1.0, fps=10)
+    assert from_frames == windows  # a constant frame rate: presentation times are i / fps
+    np.testing.assert_allclose(probs_frames, probs, rtol=0, atol=1e-6)
+    with pytest.raises(TypeError, match="fps="):
+        recognizer.timeline(frames, window=2.0)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from helpers import compose
+from helpers import train_in_process
 from video_sparse.engine.checkpoint import CheckpointError, load_checkpoint
 from video_sparse.engine.ema import ModelEma, ema_weights
 from video_sparse.engine.optim import param_groups
@@ -79,12 +79,10 @@ def test_precise_bn_is_the_average_of_batch_statistics():
 def test_options_train_and_checkpoint(tmp_path, tiny_overrides):
     """EMA (evaluated, selects best.pt, weights of the final evaluation), precise BN, layer decay,
     channels-last, bf16 autocast, last-K epoch copies and mid-epoch checkpoints in one run."""
-    from video_sparse.engine import trainer
-
     overrides = tiny_overrides + ["model=c2d_small", "trainer.epochs=3", "trainer.ema_decay=0.5",
                                   "trainer.precise_bn=2", "trainer.layer_decay=0.8", "trainer.channels_last=true",
                                   "trainer.amp=bf16", "trainer.keep_epochs=2", "trainer.save_every_steps=2"]
-    final = trainer.train(compose("train", overrides), tmp_path)
+    final = train_in_process(overrides, tmp_path)
     assert final["weights"] == "ema" and final["num_videos"] == 10
     ckpts = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert ckpts == ["best.pt", "epoch_002.pt", "epoch_003.pt", "last.pt"]
@@ -98,13 +96,10 @@ def test_options_train_and_checkpoint(tmp_path, tiny_overrides):
 
 
 def _train_one_epoch(tmp_path, tiny_overrides, *extra):
-    from video_sparse.engine import trainer
-    return trainer.train(compose("train", tiny_overrides + ["model=c2d_small", *extra]), tmp_path)
+    return train_in_process(tiny_overrides + ["model=c2d_small", *extra], tmp_path)
 
 
 def test_truncated_or_foreign_checkpoint_is_refused_and_best_kept(tmp_path, tiny_overrides):
-    from video_sparse.engine import trainer
-
     _train_one_epoch(tmp_path, tiny_overrides)
     best = (tmp_path / "checkpoints" / "best.pt").read_bytes()
     last = tmp_path / "checkpoints" / "last.pt"
@@ -112,17 +107,17 @@ def test_truncated_or_foreign_checkpoint_is_refused_and_best_kept(tmp_path, tiny
 
     # another architecture in the same run directory
     with pytest.raises(CheckpointError, match=r"other settings \(model.name 'c2d_small' -> 'sifa_small'.*Fix"):
-        trainer.train(compose("train", tiny_overrides + ["model=sifa_small"]), tmp_path)
+        train_in_process(tiny_overrides + ["model=sifa_small"], tmp_path)
     # another class list
     state = load_checkpoint(last)
     state["class_names"] = state["class_names"][:-1]
     torch.save(state, last)
     with pytest.raises(CheckpointError, match=r"trained on \d+ classes.*Fix"):
-        trainer.train(compose("train", tiny_overrides + ["model=c2d_small"]), tmp_path)
+        train_in_process(tiny_overrides + ["model=c2d_small"], tmp_path)
     # truncated on disk
     last.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="last.pt: not a readable checkpoint.*Fix"):
-        trainer.train(compose("train", tiny_overrides + ["model=c2d_small"]), tmp_path)
+        train_in_process(tiny_overrides + ["model=c2d_small"], tmp_path)
     assert (tmp_path / "checkpoints" / "best.pt").read_bytes() == best
 
 
@@ -198,16 +193,15 @@ def test_fp16_trains_with_a_checkpointed_grad_scaler(tmp_path, tiny_overrides):
 def test_final_evaluation_runs_on_the_test_list_when_given(tmp_path, tiny_overrides, caplog):
     """data.test_ann (labelled) is where train.py's final evaluation runs, and metrics.json says
     which split it is on; without it, the validation list."""
-    from video_sparse.engine import trainer
 
     caplog.set_level(logging.INFO, logger="video_sparse")
-    val = trainer.train(compose("train", tiny_overrides + ["model=c2d_small"]), tmp_path / "val")
+    val = train_in_process(tiny_overrides + ["model=c2d_small"], tmp_path / "val")
     assert val["split"] == "val" and val["num_videos"] == 10
     root = load_checkpoint(tmp_path / "val" / "checkpoints" / "best.pt")["config"]["data"]["root"]
     lines = (Path(root) / "val.txt").read_text().splitlines()[:4]
     (tmp_path / "test.txt").write_text("".join(f"{root}/{line}\n" for line in lines))
-    test = trainer.train(compose("train", tiny_overrides + ["model=c2d_small", f"data.test_ann={tmp_path}/test.txt",
-                                                            "test.clips=2"]), tmp_path / "test")
+    test = train_in_process(tiny_overrides + ["model=c2d_small", f"data.test_ann={tmp_path}/test.txt", "test.clips=2"],
+                            tmp_path / "test")
     assert test["split"] == "test" and test["num_videos"] == 4 and test["views"] == {"clips": 2, "crops": 1}
     assert json.loads((tmp_path / "test" / "metrics.json").read_text())["split"] == "test"
     assert "final on test (best.pt, epoch 1" in caplog.text and "final on val (best.pt, epoch 1" in caplog.text

@@ -167,3 +167,29 @@ class WindowClips:
             shown, oldest = sorted(times), count - len(times)  # the frame the oldest time is of
             first, last = shown[start - oldest], shown[start + length - 1 - oldest]
         return Window(index, start, start + length, round(float(first), 6), round(float(last + 1.0 / self.fps), 6))
+
+
+class DecodedWindowClips(WindowClips):
+    """:class:`WindowClips` over frames already decoded: uint8 ``(T, H, W, 3)``, every frame of the
+    video in order, shown at ``fps`` (frame i from i / fps seconds)."""
+
+    def __init__(self, frames: np.ndarray, fps: float, sampler: FrameSampler, transform: ClipTransform,
+                 window_s: float, stride_s: float, clips: int = 1, crops: int = 1):
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
+            raise ValueError(f"frames must be uint8 RGB (T, H, W, 3) with T >= 1, got {frames.dtype} {frames.shape}")
+        if not fps > 0:
+            raise ValueError(f"fps must be > 0 (the frames' rate), got {fps}")
+        self.path, self.frames, self.fps = "<frames>", frames, float(fps)
+        self.sampler, self.transform, self.clips, self.crops = sampler, transform, clips, crops
+        self.length, self.stride = window_frames(window_s, stride_s, self.fps)
+        self.num_frames = len(frames)
+        self.windows = len(window_starts(self.num_frames, self.length, self.stride))
+        self.error = None
+
+    def __iter__(self) -> Iterator[tuple[Window, torch.Tensor]]:
+        length = min(self.length, self.num_frames)
+        for index, start in enumerate(window_starts(self.num_frames, self.length, self.stride)):
+            window = Window(index, start, start + length, round(start / self.fps, 6),
+                            round((start + length) / self.fps, 6))
+            yield window, self._clip(self.frames, start, length)

@@ -80,20 +80,28 @@ class Recognizer:
         rows = [r for _, r in feature_rows(self.model, self._loader(_as_list(videos)), self.device, self.amp)]
         return torch.cat(rows).numpy()
 
-    def timeline(self, path: str | os.PathLike, window: float, stride: float | None = None,
-                 csv_path: str | os.PathLike | None = None):
-        """Windows of ``window`` seconds every ``stride`` (default: half a window) over a video file,
-        each scored like a video: returns ``(windows, probs (W, C))``; ``csv_path``: also write the
-        CSV of ``eval.py predict.window=``."""
+    def timeline(self, video: Video, window: float, stride: float | None = None,
+                 csv_path: str | os.PathLike | None = None, fps: float | None = None):
+        """Windows of ``window`` seconds every ``stride`` (default: half a window) over one video, each
+        scored like a video: returns ``(windows, probs (W, C))``; ``csv_path``: also write the CSV of
+        ``eval.py predict.window=``. A file gives its frames' presentation times; decoded frames
+        need their ``fps`` (frame i shown from i / fps seconds)."""
         from ..data import FrameSampler
         from ..data.build import clip_transform
-        from ..data.timeline import WindowClips
+        from ..data.timeline import DecodedWindowClips, WindowClips
         from .timeline import video_timeline
 
         cfg = self.data_cfg
         sampler = FrameSampler(cfg.sampling, cfg.frames, cfg.interval, cfg.short_video)
-        clips = WindowClips(str(path), sampler, clip_transform(cfg, False), window,
-                            stride if stride is not None else window / 2, clips=self.clips, crops=self.crops)
+        stride = stride if stride is not None else window / 2
+        views = dict(clips=self.clips, crops=self.crops)
+        if isinstance(video, (str, os.PathLike)):
+            clips = WindowClips(str(video), sampler, clip_transform(cfg, False), window, stride, **views)
+        elif fps is None:
+            raise TypeError("timeline of decoded frames: give their frame rate, fps=...")
+        else:
+            frames = video.numpy() if isinstance(video, torch.Tensor) else video
+            clips = DecodedWindowClips(frames, fps, sampler, clip_transform(cfg, False), window, stride, **views)
         with tempfile.TemporaryDirectory() as tmp:
             out = csv_path if csv_path is not None else Path(tmp) / "timeline.csv"
             return video_timeline(self.model, clips, self.class_names, out, batch_size=self.batch_size,
