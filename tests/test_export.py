@@ -10,7 +10,7 @@ import torch
 
 from helpers import FAMILIES, ROOT, compose
 from video_sparse import build_model
-from video_sparse.engine.export import ExportError, export_model, load_exported
+from video_sparse.engine.export import ExportError, UntrustedProgramError, export_model, load_exported
 
 pytest.importorskip("onnxruntime")
 
@@ -42,7 +42,7 @@ def _export_and_compare(name, frames, size, fmt, tmp_path):
     path = tmp_path / f"{name}.{fmt}"
     check = export_model(model, path, fmt, frames, size, model_name=name, metadata={"model": json.dumps(name)})
     assert max(check.errors) <= 1e-4 and check.shape[0] == 4
-    exported = load_exported(path)
+    exported = load_exported(path, trust_pt2=True)
     assert exported.metadata["model"] == json.dumps(name)
     lengths = {frames, check.shape[2]}
     assert len(lengths) == 2 or getattr(model, "fixed_frames", None) == frames  # MViT takes one clip length
@@ -153,8 +153,10 @@ def test_export_command_writes_a_pt2_program_that_eval_runs(trained_run, tmp_pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"wrote {out}" in proc.stdout and "max relative error logits" in proc.stdout
     (tmp_path / "eval").mkdir()
-    metrics = evaluate_checkpoint(compose("eval", [f"checkpoint={out}", "logger.mode=disabled", "trainer.device=cpu",
-                                                   "trainer.num_workers=0"]), tmp_path / "eval")
+    common = [f"checkpoint={out}", "logger.mode=disabled", "trainer.device=cpu", "trainer.num_workers=0"]
+    with pytest.raises(UntrustedProgramError, match=r"model.pt2: loading a torch.export program .* Fix: trust_pt2=true"):
+        evaluate_checkpoint(compose("eval", common), tmp_path / "eval")
+    metrics = evaluate_checkpoint(compose("eval", [*common, "trust_pt2=true"]), tmp_path / "eval")
     assert metrics["num_videos"] == 10 and metrics["weights"] == "model (pt2)"
 
 

@@ -202,6 +202,8 @@ class EvalConfig:
                           choices=("auto", "ema", "model"))
     runtime: str = option("auto", "what runs the model: auto (onnxruntime for an exported .onnx checkpoint, else "
                           "PyTorch) | torch | onnxruntime", choices=("auto", "torch", "onnxruntime"))
+    trust_pt2: bool = option(False, "load a .pt2 checkpoint (torch.export): its loading unpickles, which runs any code "
+                             "a crafted file holds, so only a file you exported or whose source you trust")
     data: Any = MISSING
     model: Any = option(None, "model=<name> for a weights file (a training checkpoint brings its own)")
     trainer: RuntimeConfig = field(default_factory=lambda: RuntimeConfig(batch_size=8, num_workers=1))

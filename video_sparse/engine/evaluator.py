@@ -22,7 +22,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
 
     world = init_distributed(cfg.trainer.device)
     evaluated = load_for_inference(cfg.checkpoint, model=cfg.model, data=cfg.data, weights=cfg.weights,
-                                   device=cfg.trainer.device)
+                                   device=cfg.trainer.device, trust_pt2=cfg.trust_pt2)
     device = resolve_device(cfg.trainer.device, world.local_rank)
     evaluated.model.to(device)
     paths = predict_paths(cfg)

@@ -37,6 +37,10 @@ class ExportError(UserError, RuntimeError):
     """A model that cannot be exported, or an export whose outputs disagree with PyTorch."""
 
 
+class UntrustedProgramError(UserError, RuntimeError):
+    """A ``.pt2`` program given without the trust its loading needs (it can run code)."""
+
+
 @dataclass(frozen=True)
 class ClipLengths:
     """The clip lengths an exported model takes: ``low`` to ``high`` frames, multiples of ``multiple``."""
@@ -219,7 +223,7 @@ def check_export(model: torch.nn.Module, path: str | Path, frames: int, size: in
     with torch.no_grad():
         expected = _as_tuple(model(x))
     try:
-        exported = load_exported(path)
+        exported = load_exported(path, trust_pt2=True)  # the file this process just wrote
         # a batch of 3 and a single clip: exporters may assume a batch axis is not 1
         got = [torch.cat(parts) for parts in zip(*[_as_tuple(exported(part)) for part in (x[:3], x[3:])])]
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types
@@ -234,12 +238,21 @@ class ExportedModel(torch.nn.Module):
     """An exported file behind the model contract: ``(N, 3, T, H, W)`` float clips in, logits (a
     tuple for several heads) out. ``.onnx`` runs in onnxruntime on the CPU (the
     ``CUDAExecutionProvider`` when onnxruntime-gpu is installed and ``device`` is CUDA); ``.pt2``
-    is the ``torch.export`` program. ``metadata``: what :func:`export_model` stored."""
+    is the ``torch.export`` program. ``metadata``: what :func:`export_model` stored.
 
-    def __init__(self, path: str | Path, device: str = "cpu"):
+    ``torch.export.load`` unpickles parts of a ``.pt2`` archive, so a crafted file runs code when
+    loaded: a ``.pt2`` is refused unless ``trusted`` (a file you exported, or whose source you trust).
+    ``.onnx`` files are protobuf, loaded without running code."""
+
+    def __init__(self, path: str | Path, device: str = "cpu", trusted: bool = False):
         super().__init__()
         path = Path(path)
         self.format = path.suffix.lstrip(".")
+        if self.format == "pt2" and not trusted:
+            raise UntrustedProgramError(
+                f"{path}: loading a torch.export program (.pt2) unpickles parts of it, which runs any code a crafted "
+                "file holds: refused. Fix: trust_pt2=true (eval.py; trust_pt2=True in Python) for a file you "
+                "exported or whose source you trust, or serve the .onnx export, which loads without running code")
         if self.format == "onnx":
             import onnxruntime
 
@@ -289,9 +302,10 @@ class ExportedModel(torch.nn.Module):
         return out[0] if len(out) == 1 else out
 
 
-def load_exported(path: str | Path) -> ExportedModel:
-    """The exported model of a ``.onnx`` or ``.pt2`` file, run on the CPU."""
-    return ExportedModel(path)
+def load_exported(path: str | Path, trust_pt2: bool = False) -> ExportedModel:
+    """The exported model of a ``.onnx`` or ``.pt2`` file, run on the CPU (a ``.pt2`` only with
+    ``trust_pt2``: see :class:`ExportedModel`)."""
+    return ExportedModel(path, trusted=trust_pt2)
 
 
 def metadata_json(**values) -> dict[str, str]:

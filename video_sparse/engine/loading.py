@@ -30,7 +30,7 @@ def checkpoint_data_config(train_data: dict, overrides: DictConfig | dict) -> Di
 
 
 def load_for_inference(checkpoint: str, *, model: DictConfig | None = None, data: DictConfig | None = None,
-                       weights: str = "auto", device: str = "cpu") -> LoadedModel:
+                       weights: str = "auto", device: str = "cpu", trust_pt2: bool = False) -> LoadedModel:
     """The model with ``checkpoint``'s weights (on the CPU; exported files run on ``device``), the
     data config and class list to evaluate with (reads no video, generates nothing).
 
@@ -39,7 +39,8 @@ def load_for_inference(checkpoint: str, *, model: DictConfig | None = None, data
     applied, unless ``data`` is a whole dataset config. Any other weights file (a pytorchvideo zoo
     checkpoint, a state_dict) needs ``model`` (a model config) and a dataset config as ``data``
     (the class list from its ``labels`` or ``train_ann``), and must fill every tensor of the model.
-    ``weights``: auto (the EMA when the run kept one) | ema | model.
+    ``weights``: auto (the EMA when the run kept one) | ema | model. A ``.pt2`` program loads only
+    with ``trust_pt2`` (its loading unpickles, which can run code); ``.onnx`` always.
     """
     from ..models.weights import PYTORCHVIDEO_PREFIX
     from .checkpoint import load_checkpoint
@@ -47,7 +48,7 @@ def load_for_inference(checkpoint: str, *, model: DictConfig | None = None, data
     data = OmegaConf.structured(DataOverrides) if data is None else data
     name = str(checkpoint)
     if name.endswith((".onnx", ".pt2")):
-        return _load_exported(name, data, device)
+        return _load_exported(name, data, device, trust_pt2)
     # pytorchvideo:<hub name> is downloaded by load_pretrained
     ckpt = None if name.startswith(PYTORCHVIDEO_PREFIX) else load_checkpoint(name)
     own_data = OmegaConf.get_type(data) is not DataOverrides
@@ -99,13 +100,13 @@ def _from_weights_file(name: str, ckpt: dict | None, model: DictConfig, data: Di
     return LoadedModel(net, data, class_names, class_source, "file", model.name)
 
 
-def _load_exported(name: str, overrides: DictConfig, device: str) -> LoadedModel:
+def _load_exported(name: str, overrides: DictConfig, device: str, trust_pt2: bool) -> LoadedModel:
     """A file of ``python -m video_sparse.export``: onnxruntime (.onnx) or the torch.export program
     (.pt2), with the class names and data config it stored."""
     from .checkpoint import CheckpointError
     from .export import ExportedModel
 
-    model = ExportedModel(name, device)
+    model = ExportedModel(name, device, trusted=trust_pt2)
     if "class_names" not in model.metadata or "data" not in model.metadata:
         raise CheckpointError(f"{name}: not written by video_sparse.export (no class names or data config in it). "
                               "Fix: python -m video_sparse.export checkpoint=<the train.py checkpoint>")

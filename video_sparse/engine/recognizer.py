@@ -44,14 +44,16 @@ class Recognizer:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | os.PathLike, *, device: str = "auto", weights: str = "auto",
-                        model: DictConfig | None = None, data: DictConfig | None = None, **kwargs) -> "Recognizer":
-        """A ``train.py`` checkpoint, an export (``.onnx``, ``.pt2``), or a weights file with its
-        ``model`` and dataset config ``data`` (e.g. ``pytorchvideo:<name>``); ``weights``: auto (the
-        EMA when the run kept one) | ema | model. Other keywords go to :class:`Recognizer`."""
+                        model: DictConfig | None = None, data: DictConfig | None = None, trust_pt2: bool = False,
+                        **kwargs) -> "Recognizer":
+        """A ``train.py`` checkpoint, an export (``.onnx``; ``.pt2`` with ``trust_pt2``: loading one
+        can run code), or a weights file with its ``model`` and dataset config ``data`` (e.g.
+        ``pytorchvideo:<name>``); ``weights``: auto (the EMA when the run kept one) | ema | model.
+        Other keywords go to :class:`Recognizer`."""
         from .runtime import resolve_device
 
         loaded = load_for_inference(str(checkpoint), model=model, data=data, weights=weights,
-                                    device=str(resolve_device(device)))
+                                    device=str(resolve_device(device)), trust_pt2=trust_pt2)
         return cls(loaded, device, **kwargs)
 
     def probabilities(self, videos: Video | Sequence[Video]) -> torch.Tensor:

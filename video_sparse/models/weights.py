@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 from dataclasses import dataclass, field
 
 import torch
@@ -112,6 +113,20 @@ def inflate_resnet(state: dict[str, torch.Tensor], model: nn.Module,
 
 
 TORCHVISION_PREFIX = "torchvision:"
+# Downloaded weights, and the copies in torch's hub cache (shared, writable by others), are loaded as
+# tensors only: a file that would run code is refused. A URL that names a hash is checked on download.
+HUB_SAFE = dict(weights_only=True, check_hash=True)
+
+
+def _hub_weights(url: str, load):
+    """``load()`` of ``url``'s weights, a cached file that is not plain weights refused in one line."""
+    try:
+        return load()
+    except pickle.UnpicklingError as e:
+        cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url.split("?")[0]))
+        raise WeightsError(f"model.pretrained: {cached} (the hub cache's copy of {url}) holds more than tensors, and "
+                           "loading it would run code: refused. Fix: delete that file (a new download replaces it), "
+                           "or check who can write to the hub cache ($TORCH_HOME)") from e
 
 
 def torchvision_state_dict(weights_name: str) -> dict[str, torch.Tensor]:
@@ -125,7 +140,7 @@ def torchvision_state_dict(weights_name: str) -> dict[str, torch.Tensor]:
                            f"Fix: model.pretrained={TORCHVISION_PREFIX}ResNet50_Weights.IMAGENET1K_V1 (or "
                            "ResNet101_Weights.IMAGENET1K_V2, ...)") from e
     try:
-        return weights.get_state_dict(progress=True)
+        return _hub_weights(weights.url, lambda: weights.get_state_dict(progress=True, **HUB_SAFE))
     except OSError as e:  # URLError is an OSError: no network
         raise WeightsError(f"model.pretrained: cannot download torchvision weights {weights_name} ({e}). Fix: download "
                            f"{weights.url} where there is network and pass model.pretrained=/path/to/the/file.pth"
@@ -152,7 +167,8 @@ def pytorchvideo_state_dict(name: str) -> dict[str, torch.Tensor]:
         raise WeightsError(f"model.pretrained: unknown pytorchvideo checkpoint {name!r}. "
                            f"Fix: model.pretrained={PYTORCHVIDEO_PREFIX}<one of {', '.join(sorted(urls))}>")
     try:
-        return torch.hub.load_state_dict_from_url(urls[name], map_location="cpu", progress=True)
+        return _hub_weights(urls[name], lambda: torch.hub.load_state_dict_from_url(urls[name], map_location="cpu",
+                                                                                   progress=True, **HUB_SAFE))
     except OSError as e:  # URLError is an OSError: no network
         raise WeightsError(f"model.pretrained: cannot download pytorchvideo's {name} ({e}). Fix: download {urls[name]} "
                            "where there is network and pass model.pretrained=/path/to/the/file.pyth") from e
@@ -184,7 +200,12 @@ def load_pretrained(model: nn.Module, path_or_state_dict: str | os.PathLike | di
         if not os.path.isfile(source):
             raise WeightsError(f"model.pretrained: weights not found: {source}. "
                                "Fix: model.pretrained=/path/to/weights.pt")
-        source = torch.load(source, map_location="cpu", weights_only=True)
+        try:
+            source = torch.load(source, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise WeightsError(f"model.pretrained: {source} holds more than tensors, and loading it would run code: "
+                               "refused. Fix: re-save its state_dict (torch.save(model.state_dict(), ...)) where you "
+                               "trust the file, and pass that") from e
     state = _state_dict_of(source)
     dropped: list[str] = []
     if _is_official_sifa(state):

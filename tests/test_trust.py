@@ -1,0 +1,83 @@
+"""Weight files are data, never code: what is downloaded or found in torch's hub cache is loaded
+as tensors only, and a file that would run code is refused in one line."""
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+
+class RunsCode:
+    """Unpickling it runs a shell command (what a poisoned weights file does)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _poison_hub_cache(torch_home: Path, url: str, marker: Path) -> Path:
+    cached = torch_home / "hub" / "checkpoints" / os.path.basename(url)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model_state": {"w": torch.zeros(1)}, "extra": RunsCode(marker)}, cached)
+    return cached
+
+
+@pytest.mark.parametrize("source", ["pytorchvideo:slowfast_r50", "torchvision:ResNet50_Weights.IMAGENET1K_V1"])
+def test_a_poisoned_hub_cache_file_runs_no_code(tmp_path, monkeypatch, source):
+    import torchvision
+
+    from video_sparse.models import build_model, load_pretrained
+    from video_sparse.models.weights import WeightsError, pytorchvideo_zoo_urls
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    kind, name = source.split(":")
+    url = pytorchvideo_zoo_urls()[name] if kind == "pytorchvideo" else torchvision.models.get_weight(name).url
+    marker = tmp_path / "code_ran"
+    cached = _poison_hub_cache(tmp_path / "torch", url, marker)
+    model = build_model("slowfast_nano" if kind == "pytorchvideo" else "c2d_small", 10)
+    with pytest.raises(WeightsError, match=rf"{cached}.*would run code: refused. Fix: delete that file"):
+        load_pretrained(model, source)
+    assert not marker.exists()
+
+
+def test_a_pt2_program_is_not_opened_without_trust(tmp_path, monkeypatch):
+    """torch.export.load unpickles parts of a .pt2: without trust_pt2 nothing reads the file (eval.py,
+    the Recognizer, load_exported), so a crafted one runs no code; a .pt2 written by export loads with it."""
+    from helpers import compose
+    from video_sparse import Recognizer
+    from video_sparse.engine.evaluator import evaluate_checkpoint
+    from video_sparse.engine.export import UntrustedProgramError, load_exported
+
+    marker = tmp_path / "code_ran"
+    evil = tmp_path / "evil.pt2"
+    torch.save({"constants": RunsCode(marker)}, evil)  # a zip holding a pickle that runs a command
+    opened = []
+    real_load = torch.export.load
+    monkeypatch.setattr(torch.export, "load", lambda *a, **k: opened.append(a) or real_load(*a, **k))
+    message = r"evil.pt2: loading a torch.export program \(.pt2\) unpickles parts of it.*Fix: trust_pt2=true"
+    with pytest.raises(UntrustedProgramError, match=message):
+        load_exported(evil)
+    with pytest.raises(UntrustedProgramError, match=message):
+        Recognizer.from_checkpoint(evil, device="cpu")
+    (tmp_path / "run").mkdir()
+    with pytest.raises(UntrustedProgramError, match=message):
+        evaluate_checkpoint(compose("eval", [f"checkpoint={evil}", "logger.mode=disabled", "trainer.device=cpu"]),
+                            tmp_path / "run")
+    assert opened == [] and not marker.exists()
+
+
+def test_a_weights_file_or_checkpoint_that_would_run_code_is_refused(tmp_path):
+    from video_sparse.engine.checkpoint import CheckpointError, load_checkpoint
+    from video_sparse.models import build_model, load_pretrained
+    from video_sparse.models.weights import WeightsError
+
+    marker = tmp_path / "code_ran"
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": {"w": torch.zeros(1)}, "extra": RunsCode(marker)}, evil)
+    with pytest.raises(WeightsError, match=r"evil.pt holds more than tensors, and loading it would run code: refused"):
+        load_pretrained(build_model("c2d_small", 10), str(evil))
+    with pytest.raises(CheckpointError, match=r"evil.pt: holds Python objects besides tensors"):
+        load_checkpoint(evil)
+    assert not marker.exists()
