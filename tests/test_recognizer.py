@@ -137,3 +137,14 @@ def test_timeline_of_decoded_frames_is_the_timeline_of_their_file(recognizer, tm
     np.testing.assert_allclose(probs_frames, probs, rtol=0, atol=1e-6)
     with pytest.raises(TypeError, match="fps="):
         recognizer.timeline(frames, window=2.0)
+
+
+def test_eval_predict_leaves_an_unreadable_videos_prediction_empty(trained_run, tmp_path):
+    good = next(iter(_csv_topk(trained_run / "predictions.csv")))
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 100)
+    rows = list(csv.DictReader(open(_eval_py(trained_run, tmp_path, [good, broken]) / "predictions.csv")))
+    assert [r["path"] for r in rows] == [good, str(broken)]
+    assert rows[0]["pred_name"] and float(rows[0]["top1_prob"]) > 0
+    assert {k: v for k, v in rows[1].items() if k not in ("path", "label")} == dict.fromkeys(
+        [k for k in rows[1] if k not in ("path", "label")], "")

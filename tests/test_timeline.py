@@ -188,3 +188,19 @@ def test_timeline_config_mistakes(trained_run, tmp_path, overrides, message):
                            *(o.format(video=video) for o in overrides)])
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
         check_eval(cfg)
+
+
+def test_timelines_of_videos_with_the_same_name_keep_both(trained_run, tmp_path):
+    from video_sparse.engine.evaluator import evaluate_checkpoint, timeline_names
+
+    assert timeline_names(["a/clip.mp4", "b/clip.mp4", "c/other.webm"]) == ["clip.1", "clip.2", "other"]
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    first = write_video(tmp_path / "a" / "clip.mp4", num_frames=30, height=32, width=32, fps=10)
+    second = write_video(tmp_path / "b" / "clip.mp4", num_frames=40, height=32, width=32, fps=10)
+    cfg = compose("eval", [f"checkpoint={trained_run}/checkpoints/best.pt", f"predict=[{first},{second}]",
+                           "predict.window=2", "logger.mode=disabled", "trainer.device=cpu"])
+    (tmp_path / "run").mkdir()
+    assert evaluate_checkpoint(cfg, tmp_path / "run") == {"num_videos": 2, "num_failed": 0}
+    ends = [list(csv.DictReader(open(tmp_path / "run" / f"clip.{i}.timeline.csv")))[-1]["end_frame"] for i in (1, 2)]
+    assert ends == ["30", "40"] and (tmp_path / "run" / "clip.2.timeline.png").is_file()

@@ -92,8 +92,8 @@ def _predict(cfg: DictConfig, evaluated: LoadedModel, dataset, device, run_dir: 
     result = predict(evaluated.model, _loader(cfg, dataset, device), device, cfg.trainer.amp, desc="predict",
                      progress=world.is_main)
     if world.is_main:
-        write_predictions(run_dir / "predictions.csv", result["paths"], result["probs"].nan_to_num(0.0),
-                          result["labels"], evaluated.class_names, topk=cfg.predict.topk)
+        write_predictions(run_dir / "predictions.csv", result["paths"], result["probs"], result["labels"],
+                          evaluated.class_names, topk=cfg.predict.topk)
         print(_predict_table(result["paths"], result["probs"], evaluated.class_names, cfg.predict.topk))
     return {"num_videos": int(result["valid"].sum()), "num_failed": int((~result["valid"]).sum())}
 
@@ -132,8 +132,9 @@ def _timelines(cfg: DictConfig, evaluated: LoadedModel, paths: list[str], device
     sampler = FrameSampler(data_cfg.sampling, data_cfg.frames, data_cfg.interval, data_cfg.short_video)
     stride = cfg.predict.stride if cfg.predict.stride is not None else cfg.predict.window / 2
     done, failed = 0, []
-    for path in paths[world.rank::world.size]:
-        stem = run_dir / f"{Path(path).stem}.timeline"
+    names = timeline_names(paths)
+    for path, name in list(zip(paths, names))[world.rank::world.size]:
+        stem = run_dir / f"{name}.timeline"
         try:
             clips = WindowClips(path, sampler, clip_transform(data_cfg, False), cfg.predict.window, stride,
                                 clips=cfg.test.clips, crops=cfg.test.crops)
@@ -157,6 +158,14 @@ def _timelines(cfg: DictConfig, evaluated: LoadedModel, paths: list[str], device
         print(f"    timeline: {stem.resolve()}.csv, .png")
         done += 1
     return {"num_videos": done, "num_failed": len(failed)}
+
+
+def timeline_names(paths: list[str]) -> list[str]:
+    """The name of each video's timeline files: its file's stem, and where several videos share a
+    stem (``a/clip.mp4``, ``b/clip.mp4``), the stem and the video's position in ``paths``
+    (``clip.1``, ``clip.2``): no video's timeline overwrites another's."""
+    stems = [Path(p).stem for p in paths]
+    return [s if stems.count(s) == 1 else f"{s}.{i + 1}" for i, s in enumerate(stems)]
 
 
 def _summary_table(metrics: dict) -> str:

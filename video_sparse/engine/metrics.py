@@ -51,15 +51,21 @@ def classification_metrics(probs: torch.Tensor, target: torch.Tensor,
 def write_predictions(path: str | os.PathLike, paths: Sequence[str], probs: torch.Tensor, labels: torch.Tensor,
                       class_names: Sequence[str], topk: int = 5) -> None:
     """CSV with one row per video: path, label, label_name, pred, pred_name, and the top-k
-    classes with probabilities (``top1_name, top1_prob, ...``). Unknown labels are -1 / empty."""
+    classes with probabilities (``top1_name, top1_prob, ...``). Unknown labels are -1 / empty; a
+    video that was not classified (NaN probabilities: unreadable, missing) has an empty prediction."""
     k = min(topk, probs.shape[1])
-    values, indices = probs.topk(k, dim=1)
+    classified = ~probs.isnan().any(1)
+    values, indices = probs.nan_to_num(0.0).topk(k, dim=1)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "label", "label_name", "pred", "pred_name"]
                    + [f"top{i + 1}_{s}" for i in range(k) for s in ("name", "prob")])
-        for p, lab, val, idx in zip(paths, labels.tolist(), values.tolist(), indices.tolist()):
-            row = [p, lab, class_names[lab] if lab >= 0 else "", idx[0], class_names[idx[0]]]
+        for p, lab, val, idx, ok in zip(paths, labels.tolist(), values.tolist(), indices.tolist(), classified.tolist()):
+            row = [p, lab, class_names[lab] if lab >= 0 else ""]
+            if not ok:
+                w.writerow(row + [""] * (2 + 2 * k))
+                continue
+            row += [idx[0], class_names[idx[0]]]
             for v, i in zip(val, idx):
                 row += [class_names[i], f"{v:.6f}"]
             w.writerow(row)
