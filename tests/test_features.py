@@ -122,9 +122,39 @@ def test_features_dir_of_another_extraction_is_refused(videos, data_cfg, tmp_pat
     kw = dict(batch_size=4, num_workers=0, device=torch.device("cpu"), progress=False)
     extract_features(model, _dataset(videos[:2], data_cfg), tmp_path, ["a", "b", "c"], about={"model": "c2d_small"},
                      **kw)
-    with pytest.raises(FeatureError, match=r"belongs to another extraction \(model, videos differ\)\. "
+    with pytest.raises(FeatureError, match=r"belongs to another extraction \(model, videos, video_list_sha256 differ\)\. "
                                            r"Fix: features_dir=<another directory>"):
         extract_features(model, _dataset(videos, data_cfg), tmp_path, ["a", "b", "c"], about={"model": "other"}, **kw)
+
+
+def test_a_resume_over_a_rewritten_video_list_is_refused(videos, data_cfg, tmp_path):
+    """The same number of videos, another list at the same path: resuming would mix the two."""
+    model = build_model("c2d_small", 3).eval()
+    kw = dict(batch_size=2, num_workers=0, device=torch.device("cpu"), progress=False, about={"model": "c2d_small"})
+    with pytest.raises(Interrupted):
+        extract_features(StopAfter(model, 1), _dataset(videos, data_cfg), tmp_path, ["a", "b", "c"], **kw)
+    with pytest.raises(FeatureError, match=r"another extraction \(video_list_sha256 differ\)"):
+        extract_features(model, _dataset(videos[::-1], data_cfg), tmp_path, ["a", "b", "c"], **kw)
+
+
+def test_a_checkpoint_rewritten_at_the_same_path_is_another_extraction(trained_run, tmp_path):
+    """A run that kept training rewrites best.pt: features of the new weights do not join the old ones."""
+    from video_sparse.engine.evaluator import evaluate_checkpoint
+
+    ckpt = tmp_path / "best.pt"
+    ckpt.write_bytes((trained_run / "checkpoints" / "best.pt").read_bytes())
+    args = [f"checkpoint={ckpt}", "features=true", f"features_dir={tmp_path / 'features'}", "logger.mode=disabled",
+            "trainer.device=cpu", f"predict=[{next(iter(_val_paths(trained_run)))}]"]
+    evaluate_checkpoint(compose("eval", args), tmp_path)
+    state = torch.load(ckpt, weights_only=True)
+    state["model"] = {k: v + 1 if v.is_floating_point() else v for k, v in state["model"].items()}
+    torch.save(state, ckpt)
+    with pytest.raises(FeatureError, match=r"another extraction \(checkpoint_sha256 differ\)"):
+        evaluate_checkpoint(compose("eval", args), tmp_path)
+
+
+def _val_paths(run_dir):
+    return [r["path"] for r in csv.DictReader(open(run_dir / "predictions.csv"))]
 
 
 def test_eval_features_of_a_checkpoint(trained_run, tmp_path):

@@ -12,6 +12,13 @@ from omegaconf import DictConfig, OmegaConf
 from .loading import LoadedModel, load_for_inference
 
 
+def file_sha256(path: str) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     """Evaluate ``cfg.checkpoint`` (or predict with it, draw timelines, extract features); write the
     report into ``run_dir``. (Imports torch here, after the checks, so that the command line answers
@@ -108,7 +115,10 @@ def _features(cfg: DictConfig, evaluated: LoadedModel, dataset, device, run_dir:
     world = current_world()
     out_dir = Path(cfg.features_dir) if cfg.features_dir is not None else run_dir
     paths = predict_paths(cfg)
-    about = {"model": evaluated.model_name, "checkpoint": os.path.abspath(str(cfg.checkpoint)),
+    checkpoint = str(cfg.checkpoint)
+    about = {"model": evaluated.model_name, "checkpoint": os.path.abspath(checkpoint),
+             # a checkpoint rewritten at the same path (a run that kept training) is another extraction
+             "checkpoint_sha256": file_sha256(checkpoint) if os.path.isfile(checkpoint) else checkpoint,
              "weights": evaluated.weights, "videos_of": paths or f"{cfg.split} ({evaluated.data_cfg.get(f'{cfg.split}_ann')})"}
     summary = extract_features(evaluated.model, dataset, out_dir, evaluated.class_names, about=about,
                                batch_size=cfg.trainer.batch_size, num_workers=cfg.trainer.num_workers, device=device,

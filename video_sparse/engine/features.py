@@ -9,8 +9,9 @@ Files in the features directory:
   by side (``features.json`` gives each head's ``[start, stop)``). Rows of videos that cannot be
   read, or are missing on disk, are NaN.
 - ``features.csv``: one line per row of ``features.npy``: ``row, path, label, class, valid``.
-- ``features.json``: what was extracted (model, checkpoint, weights, videos, views, heads, dim,
-  processes) and whether it is ``complete``.
+- ``features.json``: what was extracted (model, checkpoint and the sha256 of its content, weights,
+  videos and the sha256 of their ordered paths, views, heads, dim, processes) and whether it is
+  ``complete``; a run whose values differ is another extraction and is refused there.
 
 While it runs, rank r of W writes its shard (videos r, r + W, ...) to ``features.part<r>of<W>.npy``
 and marks a row done in ``features.part<r>of<W>.done.npy`` only once the row is on disk: a kill
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -152,7 +154,9 @@ def extract_features(model: torch.nn.Module, dataset, out_dir: str | os.PathLike
     slices = head_slices(model)
     dim = max(stop for _, stop in slices.values())
     missing = list(getattr(dataset, "missing", []))
-    meta = {**(about or {}), "videos": len(dataset) + len(missing), "views": {"clips": dataset.clips,
+    listed = [r.path for r in dataset.records] + missing  # the rows, in order: a rewritten list is another extraction
+    meta = {**(about or {}), "videos": len(dataset) + len(missing),
+            "video_list_sha256": hashlib.sha256("\n".join(listed).encode()).hexdigest(), "views": {"clips": dataset.clips,
             "crops": dataset.crops}, "heads": slices, "dim": dim, "processes": world.size, "complete": False}
     if world.is_main:
         _prepare(out_dir, meta)
