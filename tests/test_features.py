@@ -194,3 +194,19 @@ def test_features_rows_follow_the_dataset_under_sharding(videos, data_cfg, tmp_p
     assert (tmp_path / "two" / "features.csv").read_text() == (tmp_path / "one" / "features.csv").read_text()
     assert json.loads((tmp_path / "two" / "features.json").read_text())["processes"] == 2
 
+
+
+def test_a_features_dir_in_use_by_a_live_extraction_is_refused(trained_run, tmp_path):
+    from video_sparse.engine.evaluator import evaluate_checkpoint
+    from video_sparse.engine.run_lock import DirectoryInUse, DirectoryLock
+
+    out = tmp_path / "features"
+    args = [f"checkpoint={trained_run}/checkpoints/best.pt", "features=true", f"features_dir={out}",
+            "logger.mode=disabled", "trainer.device=cpu", f"predict=[{_val_paths(trained_run)[0]}]"]
+    with DirectoryLock(out, "features_dir"):  # another extraction, live
+        with pytest.raises(DirectoryInUse, match=r"features: another live process \(pid \d+\) is writing into this "
+                                                 r"directory. Fix: wait until it ends, or features_dir=<another"):
+            evaluate_checkpoint(compose("eval", args), tmp_path)
+    assert not (out / "features.json").exists()
+    evaluate_checkpoint(compose("eval", args), tmp_path)  # once it has ended
+    assert (out / "features.npy").is_file()

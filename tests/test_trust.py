@@ -81,3 +81,40 @@ def test_a_weights_file_or_checkpoint_that_would_run_code_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match=r"evil.pt: holds Python objects besides tensors"):
         load_checkpoint(evil)
     assert not marker.exists()
+
+
+def test_a_second_live_process_in_a_run_directory_is_refused_in_one_line(tmp_path, tiny_overrides):
+    """While a run holds its directory, a second train.py there stops with one line naming it, before
+    writing anything; the first run's record (.hydra/) stays as it was."""
+    from helpers import run_app
+    from video_sparse.engine.run_lock import DirectoryLock
+
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "config.yaml").write_text("the live run's config\n")
+    with DirectoryLock(run_dir, "hydra.run.dir"):  # this test process is the live run
+        proc = run_app("train.py", [*tiny_overrides, "model=c2d_small", f"hydra.run.dir={run_dir}"], tmp_path,
+                       check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {run_dir}: another live process (pid {os.getpid()}) is writing into this directory. "
+        "Fix: wait until it ends, or hydra.run.dir=<another directory>"]
+    assert not (run_dir / "checkpoints").exists()
+    assert (run_dir / ".hydra" / "config.yaml").read_text() == "the live run's config\n"
+    assert not (run_dir / ".hydra" / "overrides.yaml").exists()
+
+
+def test_a_refused_command_leaves_the_runs_record_alone(tmp_path, tiny_overrides):
+    """A refused resume and a config error in an existing run directory: its .hydra/ files are the
+    run's own, not the refused command's."""
+    from helpers import run_app
+
+    run_dir = tmp_path / "run"
+    args = [*tiny_overrides, "model=c2d_small", f"hydra.run.dir={run_dir}"]
+    run_app("train.py", args, tmp_path)
+    record = {p.name: p.read_bytes() for p in (run_dir / ".hydra").iterdir()}
+    for refused, message in ((["optim.lr=0.01"], "cannot continue that run with other settings"),
+                             (["data.random_erase=2"], "data.random_erase must be a number")):
+        proc = run_app("train.py", args + refused, tmp_path, check=False)
+        assert proc.returncode == 2 and message in proc.stderr
+        assert {p.name: p.read_bytes() for p in (run_dir / ".hydra").iterdir()} == record

@@ -8,6 +8,7 @@ Nothing here imports torch: the task function imports what it needs after the ch
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import os
@@ -138,19 +139,26 @@ def _quiet_other_ranks() -> None:
 
 
 def run_task(task: Callable[[DictConfig, Path], Any], check: Callable[[DictConfig], None], cfg: DictConfig,
-             run_dir: str | Path) -> Any:
+             run_dir: str | Path, record: "RunRecord | None" = None) -> Any:
     """``check(cfg)`` (the checks a schema cannot express), then ``task(cfg, run_dir)`` in the
-    distributed group of a torchrun / submitit job; a :class:`UserError` ends in :func:`fail`."""
+    distributed group of a torchrun / submitit job, the run directory locked by rank 0 for the
+    task's life (one live process per directory); a :class:`UserError` ends in :func:`fail`, after
+    ``record`` (the directory's ``.hydra/`` before Hydra rewrote it) is put back."""
+    record = record or RunRecord(None)
     try:
         check(cfg)
         from ..engine.distributed import failures_end_every_rank, init_distributed  # imports torch: after the checks
+        from ..engine.run_lock import DirectoryLock
         world = init_distributed(cfg.trainer.device if "trainer" in cfg else "auto")  # joins a multi-task submitit job
         _quiet_other_ranks()
-        with failures_end_every_rank(world):
+        with failures_end_every_rank(world), \
+                DirectoryLock(run_dir, "hydra.run.dir") if world.is_main else contextlib.nullcontext():
             return task(cfg, Path(run_dir))
     except UserError as e:
+        record.restore()  # the run directory's .hydra/ as it was before this refused command
         fail(str(e))
     except MissingMandatoryValue as e:
+        record.restore()
         key = getattr(e, "full_key", None) or "a required key"
         fail(f"{key} must be set (it is ??? in the config). Fix: add {key}=... to the command line")
     finally:
@@ -171,12 +179,33 @@ def main(config_name: str, task: Callable[[DictConfig, Path], Any], check: Calla
         return
     share_run_dir(argv)
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing its report; we print one line
+    record = RunRecord(next((a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")), None))
 
     @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)
     def hydra_main(cfg: DictConfig) -> None:
-        run_task(task, check, cfg, HydraConfig.get().runtime.output_dir)
+        run_task(task, check, cfg, HydraConfig.get().runtime.output_dir, record)
 
     _reporting_hydra_errors(argv, config_name, hydra_main)
+
+
+class RunRecord:
+    """The ``.hydra/`` files of an existing run directory, read before Hydra writes this command's
+    over them, so that a refused command (a config error, a refused resume, a directory in use)
+    leaves the run's record as it was."""
+
+    def __init__(self, run_dir: str | None):
+        self.files: dict[Path, bytes | None] = {}
+        if run_dir and (Path(run_dir) / ".hydra").is_dir():
+            for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+                path = Path(run_dir) / ".hydra" / name
+                self.files[path] = path.read_bytes() if path.is_file() else None
+
+    def restore(self) -> None:
+        for path, content in self.files.items():
+            if content is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.write_bytes(content)
 
 
 def _reporting_hydra_errors(argv: list[str], config_name: str, fn: Callable[[], Any]) -> Any:

@@ -5,11 +5,13 @@ pooled features (``features=true``). Under ``torchrun`` every rank evaluates its
 reports the gathered whole (features: each rank writes its shard, rank 0 gathers the files once)."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from .loading import LoadedModel, load_for_inference
+from .run_lock import DirectoryLock
 
 
 def file_sha256(path: str) -> str:
@@ -120,9 +122,13 @@ def _features(cfg: DictConfig, evaluated: LoadedModel, dataset, device, run_dir:
              # a checkpoint rewritten at the same path (a run that kept training) is another extraction
              "checkpoint_sha256": file_sha256(checkpoint) if os.path.isfile(checkpoint) else checkpoint,
              "weights": evaluated.weights, "videos_of": paths or f"{cfg.split} ({evaluated.data_cfg.get(f'{cfg.split}_ann')})"}
-    summary = extract_features(evaluated.model, dataset, out_dir, evaluated.class_names, about=about,
-                               batch_size=cfg.trainer.batch_size, num_workers=cfg.trainer.num_workers, device=device,
-                               amp=cfg.trainer.amp, loader_timeout=cfg.trainer.loader_timeout, progress=world.is_main)
+    # one live extraction per directory (the run directory is locked already)
+    own = world.is_main and out_dir.resolve() != Path(run_dir).resolve()
+    with DirectoryLock(out_dir, "features_dir") if own else contextlib.nullcontext():
+        summary = extract_features(evaluated.model, dataset, out_dir, evaluated.class_names, about=about,
+                                   batch_size=cfg.trainer.batch_size, num_workers=cfg.trainer.num_workers,
+                                   device=device, amp=cfg.trainer.amp, loader_timeout=cfg.trainer.loader_timeout,
+                                   progress=world.is_main)
     if world.is_main:
         print(f"features of {summary['num_videos']} videos x {summary['views']} views (+ their mean) x "
               f"{summary['dim']}: {Path(summary['features']).resolve()} (index: features.csv, layout: features.json)")
