@@ -369,3 +369,17 @@ def test_an_older_checkpoints_data_config_is_completed_by_the_schema():
     listed = checkpoint_data_config({"name": "kinetics400", "root": "/k", "train_ann": "t.csv", "val_ann": "v.csv",
                                      "labels": None, "sampling": "dense"}, OmegaConf.create({}))
     assert listed.sampling == "dense" and listed.short_video == "loop" and "video_size" not in listed
+
+
+@pytest.mark.parametrize("app, override, key", [
+    ("train", "optim.lr=nan", "optim.lr"), ("train", "trainer.label_smoothing=nan", "trainer.label_smoothing"),
+    ("train", "optim.betas=[0.9,inf]", "optim.betas"), ("eval", "predict.window=inf", "predict.window")])
+def test_a_non_finite_number_is_refused_before_any_data(trained_run, app, override, key):
+    """nan passes every bound check and inf is no setting: one line naming the key."""
+    from video_sparse.apps.checks import check_eval, check_train
+    from video_sparse.options import ConfigError
+
+    args = [override] if app == "train" else [f"checkpoint={trained_run}/checkpoints/best.pt", f"predict={ROOT}/README.md",
+                                              override]
+    with pytest.raises(ConfigError, match=rf"^{re.escape(key)} must be a finite number, got .*(nan|inf).*Fix: "):
+        (check_train if app == "train" else check_eval)(compose(app, args))

@@ -138,7 +138,8 @@ def test_torchvision_weights_by_name(monkeypatch):
     class FakeWeights:
         url = "https://download.pytorch.org/models/resnet50.pth"
 
-        def get_state_dict(self, progress=True):
+        def get_state_dict(self, progress=True, **load_options):
+            asked.append(load_options)
             return tv
 
     def fake_get_weight(name):
@@ -147,11 +148,11 @@ def test_torchvision_weights_by_name(monkeypatch):
 
     monkeypatch.setattr(torchvision.models, "get_weight", fake_get_weight)
     model = video_sparse.build_model("c2d_r50", num_classes=10, pretrained="torchvision:ResNet50_Weights.IMAGENET1K_V1")
-    assert asked == ["ResNet50_Weights.IMAGENET1K_V1"]
+    assert asked == ["ResNet50_Weights.IMAGENET1K_V1", {"weights_only": True, "check_hash": True}]
     torch.testing.assert_close(model.layer1[0].conv1.weight[:, :, 0], tv["layer1.0.conv1.weight"])
 
     class Offline(FakeWeights):
-        def get_state_dict(self, progress=True):
+        def get_state_dict(self, progress=True, **load_options):
             raise OSError("network unreachable")
 
     monkeypatch.setattr(torchvision.models, "get_weight", lambda name: Offline())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -89,6 +90,9 @@ def check_value(key: str, f: dataclasses.Field, value: Any) -> None:
     for v in values:
         if v is None:
             continue
+        if isinstance(v, float) and not math.isfinite(v):  # nan passes every bound; inf is no setting
+            fix = text(default_of(f)) if default_of(f) is not None else "<a finite number>"
+            raise ConfigError(f"{key} must be a finite number, got {text(value)}. Fix: {key}={fix}")
         bad = (choices is not None and not any(v == c and type(v) is type(c) for c in choices)) or \
             not _number_ok(v, meta)
         if bad:
