@@ -204,3 +204,19 @@ def test_timelines_of_videos_with_the_same_name_keep_both(trained_run, tmp_path)
     assert evaluate_checkpoint(cfg, tmp_path / "run") == {"num_videos": 2, "num_failed": 0}
     ends = [list(csv.DictReader(open(tmp_path / "run" / f"clip.{i}.timeline.csv")))[-1]["end_frame"] for i in (1, 2)]
     assert ends == ["30", "40"] and (tmp_path / "run" / "clip.2.timeline.png").is_file()
+
+
+@pytest.mark.parametrize("timeline", [False, True])
+def test_eval_predict_exits_1_when_no_video_could_be_read(trained_run, tmp_path, timeline):
+    """Like a scan that finds unreadable files: a script can tell that predict= read nothing."""
+    from helpers import run_app
+
+    broken = [tmp_path / "zeros.mp4", tmp_path / "text.webm"]
+    broken[0].write_bytes(b"\x00" * 100)
+    broken[1].write_text("not a video")
+    proc = run_app("eval.py", [f"checkpoint={trained_run}/checkpoints/best.pt", f"predict=[{broken[0]},{broken[1]}]",
+                               *(["predict.window=2"] if timeline else []), "logger.mode=disabled", "trainer.device=cpu",
+                               f"hydra.run.dir={tmp_path}/run"], tmp_path, check=False)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == ("error: none of the 2 videos of predict= could be read (each is "
+                                                    "named above)")
