@@ -81,6 +81,10 @@ def test_a_weights_file_or_checkpoint_that_would_run_code_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match=r"evil.pt: holds Python objects besides tensors"):
         load_checkpoint(evil)
     assert not marker.exists()
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(b"x" * 100)  # no Python object in it: not called one
+    with pytest.raises(WeightsError, match=r"noise.pt is not a weights file torch can read\. Fix: re-save"):
+        load_pretrained(build_model("c2d_small", 10), str(noise))
 
 
 def test_a_second_live_process_in_a_run_directory_is_refused_in_one_line(tmp_path, tiny_overrides):

@@ -118,6 +118,16 @@ class VideoDataset(Dataset):
                 "valid": valid, "failed": failed}
 
 
+def decoded_frames(video, what: str) -> np.ndarray:
+    """``video`` (numpy or torch) as uint8 RGB frames ``(T, H, W, 3)``; anything else is one
+    ValueError naming ``what``."""
+    frames = video.numpy() if isinstance(video, torch.Tensor) else np.asarray(video)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
+        raise ValueError(f"{what}: frames must be uint8 RGB (T, H, W, 3) with T >= 1, got {frames.dtype} "
+                         f"{tuple(frames.shape)}")
+    return frames
+
+
 class DecodedVideos(VideoDataset):
     """Videos already decoded, evaluated like files: ``videos`` are uint8 RGB frames ``(T, H, W, 3)``
     (numpy arrays or tensors, any size: the transform resizes them), every frame of each video in
@@ -125,13 +135,7 @@ class DecodedVideos(VideoDataset):
     arguments (``train=False``); ``path`` of a sample is ``<frames i>``."""
 
     def __init__(self, videos, transform: ClipTransform, frames: int, **kwargs):
-        self.videos = []
-        for i, video in enumerate(videos):
-            video = video.numpy() if isinstance(video, torch.Tensor) else np.asarray(video)
-            if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8 or not len(video):
-                raise ValueError(f"video {i}: frames must be uint8 RGB (T, H, W, 3) with T >= 1, got "
-                                 f"{video.dtype} {tuple(video.shape)}")
-            self.videos.append(video)
+        self.videos = [decoded_frames(video, f"video {i}") for i, video in enumerate(videos)]
         records = [VideoRecord(f"<frames {i}>", -1) for i in range(len(self.videos))]
         super().__init__(records, transform, frames, train=False, **kwargs)
 

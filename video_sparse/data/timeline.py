@@ -30,6 +30,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from .dataset import decoded_frames
 from .pyav_decode import PacketIndex
 from .video_file import RGBConverter, VideoDecodeError, video_stream
 from .sampling import FrameSampler
@@ -170,14 +171,12 @@ class WindowClips:
 
 
 class DecodedWindowClips(WindowClips):
-    """:class:`WindowClips` over frames already decoded: uint8 ``(T, H, W, 3)``, every frame of the
-    video in order, shown at ``fps`` (frame i from i / fps seconds)."""
+    """:class:`WindowClips` over frames already decoded: uint8 ``(T, H, W, 3)`` (numpy or torch),
+    every frame of the video in order, shown at ``fps`` (frame i from i / fps seconds)."""
 
     def __init__(self, frames: np.ndarray, fps: float, sampler: FrameSampler, transform: ClipTransform,
                  window_s: float, stride_s: float, clips: int = 1, crops: int = 1):
-        frames = np.asarray(frames)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
-            raise ValueError(f"frames must be uint8 RGB (T, H, W, 3) with T >= 1, got {frames.dtype} {frames.shape}")
+        frames = decoded_frames(frames, "timeline")
         if not fps > 0:
             raise ValueError(f"fps must be > 0 (the frames' rate), got {fps}")
         self.path, self.frames, self.fps = "<frames>", frames, float(fps)

@@ -102,8 +102,7 @@ class Recognizer:
         elif fps is None:
             raise TypeError("timeline of decoded frames: give their frame rate, fps=...")
         else:
-            frames = video.numpy() if isinstance(video, torch.Tensor) else video
-            clips = DecodedWindowClips(frames, fps, sampler, clip_transform(cfg, False), window, stride, **views)
+            clips = DecodedWindowClips(video, fps, sampler, clip_transform(cfg, False), window, stride, **views)
         with tempfile.TemporaryDirectory() as tmp:
             out = csv_path if csv_path is not None else Path(tmp) / "timeline.csv"
             return video_timeline(self.model, clips, self.class_names, out, batch_size=self.batch_size,

@@ -118,15 +118,24 @@ TORCHVISION_PREFIX = "torchvision:"
 HUB_SAFE = dict(weights_only=True, check_hash=True)
 
 
-def _hub_weights(url: str, load):
-    """``load()`` of ``url``'s weights, a cached file that is not plain weights refused in one line."""
+def _tensors_only(load, source: str, fix: str):
+    """``load()`` (a ``torch.load`` with ``weights_only=True``) of the weights file ``source``; what it
+    refuses in one line: a file that would run code, or one that is not a torch file at all."""
     try:
         return load()
     except pickle.UnpicklingError as e:
-        cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url.split("?")[0]))
-        raise WeightsError(f"model.pretrained: {cached} (the hub cache's copy of {url}) holds more than tensors, and "
-                           "loading it would run code: refused. Fix: delete that file (a new download replaces it), "
-                           "or check who can write to the hub cache ($TORCH_HOME)") from e
+        # torch names the Python global a pickle needs (GLOBAL posix.system); other bytes it cannot read at all
+        if "GLOBAL" in str(e):
+            raise WeightsError(f"model.pretrained: {source} holds more than tensors, and loading it would run code: "
+                               f"refused. Fix: {fix}") from e
+        raise WeightsError(f"model.pretrained: {source} is not a weights file torch can read. Fix: {fix}") from e
+
+
+def _hub_weights(url: str, load):
+    """``load()`` of ``url``'s weights from torch's hub cache (downloaded there first if missing)."""
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url.split("?")[0]))
+    return _tensors_only(load, f"{cached} (the hub cache's copy of {url})", "delete that file (a new download "
+                         "replaces it), or check who can write to the hub cache ($TORCH_HOME)")
 
 
 def torchvision_state_dict(weights_name: str) -> dict[str, torch.Tensor]:
@@ -200,12 +209,9 @@ def load_pretrained(model: nn.Module, path_or_state_dict: str | os.PathLike | di
         if not os.path.isfile(source):
             raise WeightsError(f"model.pretrained: weights not found: {source}. "
                                "Fix: model.pretrained=/path/to/weights.pt")
-        try:
-            source = torch.load(source, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            raise WeightsError(f"model.pretrained: {source} holds more than tensors, and loading it would run code: "
-                               "refused. Fix: re-save its state_dict (torch.save(model.state_dict(), ...)) where you "
-                               "trust the file, and pass that") from e
+        source = _tensors_only(lambda path=source: torch.load(path, map_location="cpu", weights_only=True), source,
+                               "re-save its state_dict (torch.save(model.state_dict(), ...)) where you trust the "
+                               "file, and pass that")
     state = _state_dict_of(source)
     dropped: list[str] = []
     if _is_official_sifa(state):
