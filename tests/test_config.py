@@ -231,8 +231,9 @@ def test_constants_shared_with_torch_modules_agree():
 
 
 def test_multirun_outputs_go_under_outputs():
-    cfg = compose_with_hydra("train", [])
-    assert cfg.hydra.sweep.dir.startswith("outputs/multirun/") and cfg.hydra.run.dir.startswith("outputs/")
+    hydra = OmegaConf.to_container(compose_with_hydra("train", []).hydra, resolve=False)  # resolving creates it
+    assert hydra["sweep"]["dir"].startswith("outputs/multirun/") and \
+        hydra["run"]["dir"].startswith("${unique_dir:outputs/")
 
 
 # ============================================================================= layers

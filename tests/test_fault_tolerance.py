@@ -23,6 +23,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _two_ranks(script, args, cwd):
+    """Run ``script args`` as the two ranks of a job started as SLURM starts tasks (no torchrun);
+    returns the processes and their (stdout, stderr)."""
+    env = dict(os.environ, WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+    procs = [subprocess.Popen([sys.executable, str(script), *args], cwd=cwd, text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=dict(env, RANK=str(r), LOCAL_RANK=str(r)))
+             for r in range(2)]
+    try:
+        return procs, [p.communicate(timeout=240) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+
+
 FAILING_TRAIN = """
 import runpy, sys, time
 from video_sparse.engine import trainer
@@ -74,10 +88,45 @@ def test_one_failing_rank_ends_every_rank_with_its_error_once(tmp_path, tiny_ove
     assert gone < 60  # from the error to both processes gone
 
 
-def test_sigterm_to_every_process_then_resume_is_bit_identical(tmp_path, uninterrupted_run):
-    """SLURM's preemption signal reaches every process of the job (DataLoader workers included)
-    at a random moment: the run finishes its step, writes last.pt there, exits 143; the same
-    command continues to exactly the weights of an uninterrupted run."""
+INTERRUPTED_TRAIN = """
+import os, runpy, signal, sys
+from video_sparse.engine import trainer
+
+real_predict = trainer.predict
+def predict(model, loader, *args, **kwargs):
+    if os.environ["RANK"] == "1":  # Ctrl-C reaching this rank alone, in its only validation batch
+        model.register_forward_pre_hook(lambda m, i: os.kill(os.getpid(), signal.SIGINT))
+    return real_predict(model, loader, *args, **kwargs)
+trainer.predict = predict
+sys.argv[0] = {train!r}
+runpy.run_path({train!r}, run_name="__main__")
+"""
+
+
+def test_ctrl_c_on_one_of_two_ranks_while_validating_ends_both_with_one_line_and_a_checkpoint(tmp_path,
+                                                                                          tiny_overrides):
+    """Two ranks as SLURM starts them; SIGINT reaches rank 1 in its only validation batch (its
+    shard: 4 videos, rank 0's: 5, so rank 0 has a second batch): the ranks agree at the next poll,
+    rank 0 writes last.pt with the validation pending, says so in one line, both exit 130."""
+    script = tmp_path / "interrupted_train.py"
+    script.write_text(INTERRUPTED_TRAIN.format(train=str(ROOT / "train.py")))
+    args = tiny_overrides + ["model=c2d_small", "data.train_size=16", "data.val_size=9",
+                             f"hydra.run.dir={tmp_path / 'run'}"]
+    procs, outputs = _two_ranks(script, args, tmp_path)
+    assert [p.returncode for p in procs] == [130, 130], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    said = [(out + err).count("interrupted by SIGINT (Ctrl-C) while validating epoch 1") for out, err in outputs]
+    assert said == [1, 0] and not any("Traceback" in err for _, err in outputs), outputs[1][1][-2000:]
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert state["validation_pending"] and state["epoch"] == 0 and state["world_size"] == 2
+
+
+@pytest.mark.parametrize("signum, said", [(signal.SIGTERM, "preempted by SIGTERM"),
+                                          (signal.SIGINT, "interrupted by SIGINT (Ctrl-C)")])
+def test_a_signal_to_every_process_then_resume_is_bit_identical(tmp_path, uninterrupted_run, signum, said):
+    """SLURM's preemption signal (or a terminal's Ctrl-C) reaches every process of the job
+    (DataLoader workers included) at a random moment: the run finishes its step, writes last.pt
+    there, says so in one line, exits 128 + signal; the same command continues to exactly the
+    weights of an uninterrupted run."""
     args, straight = uninterrupted_run
     run_dir = tmp_path / "preempted"
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={run_dir}"], cwd=tmp_path,
@@ -87,11 +136,11 @@ def test_sigterm_to_every_process_then_resume_is_bit_identical(tmp_path, uninter
     while not last.exists() and time.time() < deadline and proc.poll() is None:  # epoch 1 is done
         time.sleep(0.02)
     time.sleep(random.uniform(0, 0.4))
-    os.killpg(proc.pid, signal.SIGTERM)
+    os.killpg(proc.pid, signum)
     stderr = proc.communicate(timeout=120)[1]
-    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
-    assert "Traceback" not in stderr, stderr[-3000:]
-    assert "preempted by SIGTERM" in (run_dir / "train.log").read_text()
+    assert proc.returncode == 128 + signum, stderr[-3000:]
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr[-3000:]
+    assert said in (run_dir / "train.log").read_text()
     state = load_checkpoint(last)
     assert 10 <= state["step"] < 30
 
@@ -314,3 +363,69 @@ def test_resume_reads_a_renamed_option_under_its_new_name():
     check_resumable(ckpt, "last.pt", {"model": {"name": "sifa_small", "temporal": False}}, 1)
     with pytest.raises(CheckpointError, match=r"model.temporal False -> True"):
         check_resumable(ckpt, "last.pt", {"model": {"name": "sifa_small", "temporal": True}}, 1)
+
+
+def test_preemption_while_validating_stops_it_and_the_resumed_run_validates_first(tmp_path, tiny_overrides,
+                                                                                   monkeypatch):
+    """A signal at the second validation batch ends the run at the third (not after the whole
+    validation): last.pt holds the trained epoch with its validation pending; the same command
+    validates it, then trains on, to exactly the weights and history of an uninterrupted run
+    (precise BN, EMA, dropout and mixup on: every consumer of the random streams)."""
+    from video_sparse.engine import trainer
+
+    args = tiny_overrides + ["model=c2d_small", "model.dropout=0.3", "trainer.mixup=0.8", "trainer.epochs=2",
+                             "trainer.precise_bn=2", "trainer.ema_decay=0.9"]
+    train_in_process(args, tmp_path / "straight")
+    real_predict, batches = trainer.predict, []
+
+    def signalled_in_first_validation(model, loader, *a, **kw):
+        def count(module, inputs):
+            batches.append(1)
+            if len(batches) == 2:
+                os.kill(os.getpid(), signal.SIGUSR1)
+        hook = model.register_forward_pre_hook(count) if not batches else None
+        try:
+            return real_predict(model, loader, *a, **kw)
+        finally:
+            hook and hook.remove()
+    monkeypatch.setattr(trainer, "predict", signalled_in_first_validation)
+    with pytest.raises(SystemExit) as exit_info:
+        train_in_process(args, tmp_path / "preempted")
+    assert exit_info.value.code == 128 + signal.SIGUSR1
+    assert len(batches) == 2  # the third batch never ran
+    pending = load_checkpoint(tmp_path / "preempted" / "checkpoints" / "last.pt")
+    assert pending["validation_pending"] and (pending["epoch"], pending["step"], pending["history"]) == (0, 5, [])
+    assert not (tmp_path / "preempted" / "checkpoints" / "best.pt").exists()
+
+    monkeypatch.setattr(trainer, "predict", real_predict)
+    train_in_process(args, tmp_path / "preempted")
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "preempted" / "checkpoints" / "last.pt")
+    assert a["step"] == b["step"] == 10 and not b["validation_pending"]
+    for part in ("model", "ema"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs after a preempted validation"
+    drop_time = [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in a["history"]]
+    assert drop_time == [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in b["history"]]
+
+
+def test_a_second_ctrl_c_stops_at_once_with_one_line_naming_the_last_checkpoint(tmp_path, capsys):
+    from video_sparse.apps.launch import run_task
+    from video_sparse.engine.preemption import Preemption
+
+    with Preemption(["SIGTERM"]) as preemption:  # SIGINT is handled whatever the configured signals
+        os.kill(os.getpid(), signal.SIGINT)
+        assert preemption.received == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    def task(cfg, run_dir):
+        raise KeyboardInterrupt
+    save_checkpoint({"step": 3}, tmp_path / "checkpoints" / "last.pt")
+    with pytest.raises(SystemExit) as exit_info:
+        run_task(task, lambda cfg: None, {}, tmp_path)
+    assert exit_info.value.code == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"interrupted (Ctrl-C): {tmp_path / 'checkpoints' / 'last.pt'} is the last checkpoint. Fix: run "
+                   "the same command (same hydra.run.dir) to continue from it"]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from ..data.config import DataConfig, DataOverrides, MotionDataConfig
 from ..models.registry import variants
@@ -127,7 +127,7 @@ class TrainerConfig(RuntimeConfig):
     save_every_steps: int = option(0, "also write last.pt every N optimiser steps inside an epoch (0: off)", ge=0)
     preempt_signals: List[str] = option(["SIGTERM", "SIGUSR1", "SIGUSR2"], "signals that mean preemption (SLURM, "
                                         "torchrun, submitit): finish the step, write last.pt there, exit; the same "
-                                        "command continues", choices=("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT",
+                                        "command continues (Ctrl-C, SIGINT, always does the same)", choices=("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT",
                                                                       "SIGHUP", "SIGQUIT", "SIGXCPU"))
     keep_epochs: int = option(0, "keep checkpoints/epoch_NNN.pt of the last K epochs besides last.pt and best.pt",
                               ge=0)
@@ -294,3 +294,21 @@ def register_configs() -> None:
 
 
 register_configs()
+
+
+def unique_dir(path: str) -> str:
+    """``path``, or ``path-2``, ``path-3`` ...: the first that did not exist, created here. Creating
+    the last component is atomic, so two jobs started in the same second get two run directories
+    (the config's default ``hydra.run.dir`` is ``${unique_dir:outputs/<date>/<time>}``)."""
+    candidate, n = path, 1
+    while True:
+        try:
+            Path(candidate).mkdir(parents=True)
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = f"{path}-{n}"
+
+
+if not OmegaConf.has_resolver("unique_dir"):  # cached: resolved once per composed config
+    OmegaConf.register_new_resolver("unique_dir", unique_dir, use_cache=True)

@@ -26,7 +26,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException, Vali
 
 from ..errors import UserError
 from . import config as schema  # registers the structured configs
-from .config import CONF_DIR
+from .config import CONF_DIR, unique_dir
 
 log = logging.getLogger("video_sparse")
 
@@ -119,7 +119,8 @@ def share_run_dir(argv: list[str]) -> None:
     device = next((a.split("=", 1)[1] for a in argv if a.startswith("trainer.device=")), "auto")
     world = init_distributed(device)
     if not any(a.startswith("hydra.run.dir=") for a in argv):
-        argv.append("hydra.run.dir=" + broadcast_object(time.strftime("outputs/%Y-%m-%d/%H-%M-%S")))
+        argv.append("hydra.run.dir=" + broadcast_object(
+            unique_dir(time.strftime("outputs/%Y-%m-%d/%H-%M-%S")) if world.is_main else None))
     if not world.is_main:
         argv.append("hydra.output_subdir=null")
 
@@ -161,10 +162,21 @@ def run_task(task: Callable[[DictConfig, Path], Any], check: Callable[[DictConfi
         record.restore()
         key = getattr(e, "full_key", None) or "a required key"
         fail(f"{key} must be set (it is ??? in the config). Fix: add {key}=... to the command line")
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop's handler, or twice
+        interrupted(Path(run_dir))
     finally:
         if "torch" in sys.modules:
             from ..engine.distributed import destroy_distributed
             destroy_distributed()
+
+
+def interrupted(run_dir: Path) -> None:
+    """The one line of a Ctrl-C that could not wait for a checkpoint, and exit status 130."""
+    last = run_dir / "checkpoints" / "last.pt"
+    then = (f": {last} is the last checkpoint. Fix: run the same command (same hydra.run.dir) to continue from it"
+            if last.is_file() else "")
+    print(f"interrupted (Ctrl-C){then}", file=sys.stderr, flush=True)
+    sys.exit(130)
 
 
 def main(config_name: str, task: Callable[[DictConfig, Path], Any], check: Callable[[DictConfig], None]) -> None:

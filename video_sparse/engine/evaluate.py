@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Sequence
+import math
+from typing import Callable, Sequence
 
 import torch
 from einops import rearrange
@@ -31,9 +32,25 @@ def _strict_error(paths: list[str], what: str) -> StrictEvaluationError:
         "to exclude them from the metrics and count them in num_failed")
 
 
+class EvaluationStopped(Exception):
+    """Raised by :func:`predict` when its ``stop`` callable asked it to (a preemption signal)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"evaluation stopped by signal {signum}")
+        self.signum = signum
+
+
+def _batches_of_rank_0(loader: DataLoader) -> int:
+    """Batches of the largest evaluation shard (rank 0's: :class:`ShardSampler` deals videos in
+    turn), which every rank counts to so that collectives between batches pair up."""
+    world = current_world()
+    return math.ceil(math.ceil(len(loader.dataset) / world.size) / loader.batch_size)
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device, amp: str = "off",
-            desc: str = "eval", progress: bool = True, strict: bool = False) -> dict:
+            desc: str = "eval", progress: bool = True, strict: bool = False,
+            stop: Callable[[], int] | None = None) -> dict:
     """Class probabilities for every video of ``loader``'s dataset.
 
     Batches hold uint8 ``video`` of shape ``(B, V, T, H, W, 3)`` (V views), which the dataset's
@@ -43,6 +60,8 @@ def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device, am
     the gathered whole, each video exactly once. Videos the annotation listed but that were missing
     on disk (``dataset.missing``) come last, invalid, so that every listed video is accounted for.
     ``strict``: raise :class:`StrictEvaluationError` if any video is missing or unreadable.
+    ``stop``: called before every batch (a collective under DDP: every rank calls it as often as
+    rank 0 has batches); a non-zero return, a signal number, raises :class:`EvaluationStopped`.
     """
     missing = list(getattr(loader.dataset, "missing", []))
     if strict and missing:
@@ -50,6 +69,8 @@ def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device, am
     model.eval()
     probs, labels, valid, paths = [], [], [], []
     for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
+        if stop is not None and (signum := stop()):
+            raise EvaluationStopped(signum)
         video = loader.dataset.transform.to_model(batch["video"].to(device, non_blocking=True))
         b, v = video.shape[:2]
         with autocast(device, amp):
@@ -61,6 +82,10 @@ def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device, am
         labels.append(batch["label"])
         valid.append(ok)
         paths += list(batch["path"])
+    if stop is not None:  # a shorter shard keeps polling with the others
+        for _ in range(_batches_of_rank_0(loader) - len(probs)):
+            if signum := stop():
+                raise EvaluationStopped(signum)
     num_classes = _num_outputs(model)
     result = {"probs": torch.cat(probs) if probs else torch.empty(0, num_classes),
               "labels": torch.cat(labels) if labels else torch.empty(0, dtype=torch.long),

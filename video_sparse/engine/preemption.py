@@ -7,6 +7,9 @@ them got one; then every rank takes part in writing ``last.pt`` at that step and
 :class:`Preempted`. :meth:`Preemption.exit` then hands the signal to the handler that was there
 before (submitit's requeues the job) and exits with ``128 + signal``, the status of a process the
 signal ended. Run again with the same ``hydra.run.dir``, ``trainer.resume=auto`` continues exactly.
+
+Ctrl-C (SIGINT) is always one of the signals: the first one ends the run the same way (exit 130);
+a second one, for who cannot wait for the step, raises ``KeyboardInterrupt`` at once.
 """
 from __future__ import annotations
 
@@ -29,7 +32,9 @@ class Preempted(Exception):
     """Raised by the training loop once the checkpoint of a preempted run is written."""
 
     def __init__(self, signum: int, where: str):
-        super().__init__(f"preempted by {signal.Signals(signum).name} {where}")
+        what = "interrupted by SIGINT (Ctrl-C)" if signum == signal.SIGINT else \
+            f"preempted by {signal.Signals(signum).name}"
+        super().__init__(f"{what} {where}")
         self.signum = signum
 
 
@@ -56,12 +61,17 @@ def main_exiting_event():
     return event
 
 
+def handled_signals(preempt_signals: Sequence[str]) -> list[str]:
+    """``trainer.preempt_signals`` and SIGINT (Ctrl-C): what the loop and its workers handle."""
+    return list(dict.fromkeys([*preempt_signals, "SIGINT"]))
+
+
 class Preemption:
-    """Context manager recording ``signals`` (names such as ``"SIGTERM"``) while training runs.
-    Outside the main thread (where Python cannot install handlers) it records nothing."""
+    """Context manager recording ``signals`` (names such as ``"SIGTERM"``; SIGINT is added) while
+    training runs. Outside the main thread (where Python cannot install handlers) it records nothing."""
 
     def __init__(self, signals: Sequence[str]):
-        self.signals = [getattr(signal, name) for name in signals]
+        self.signals = [getattr(signal, name) for name in handled_signals(signals)]
         self.received: int | None = None
         self.previous: dict[int, object] = {}
 
@@ -78,6 +88,8 @@ class Preemption:
     def _record(self, signum: int, frame) -> None:
         if self.received is None:  # the first one counts; logging here could deadlock on its lock
             self.received = signum
+        elif signum == signal.SIGINT:  # Ctrl-C twice: now
+            raise KeyboardInterrupt
 
     def requested(self) -> int:
         """The signal a rank received (the lowest rank's), 0 if none did. A collective: every rank

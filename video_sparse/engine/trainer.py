@@ -32,12 +32,12 @@ from .checkpoint import (check_compatible, check_resumable, keep_epoch_copy, loa
 from .distributed import (TrainSampler, World, all_gather_objects, all_reduce_sum, any_rank, barrier, broadcast_object,
                           init_distributed, main_first)
 from .ema import ModelEma, ema_weights
-from .evaluate import predict, report, sample_predictions
+from .evaluate import EvaluationStopped, predict, report, sample_predictions
 from .metrics import classification_metrics, multi_head_loss
 from .mixup import MixupCutmix
 from .optim import param_groups
 from .precise_bn import recompute_bn_stats
-from .preemption import Preempted, Preemption
+from .preemption import Preempted, Preemption, handled_signals
 from .runtime import autocast, data_loader, resolve_device, seed_everything, to_channels_last
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ class Run:
     totals: dict = field(default_factory=_zero_totals)
     lr: float = 0.0  # of the last step
     epoch_start: float = 0.0  # time.time() when the current epoch started
+    validation_pending: bool = False  # resumed from a checkpoint written while validating
     resumed_from: Path | None = None
 
     @property
@@ -111,14 +112,16 @@ def train(cfg, run_dir: str | Path) -> dict:
         with Tracker(cfg.logger.mode, cfg.logger.project, run.run_dir, run_config(run), name=cfg.logger.name,
                      run_id=cfg.logger.id, enabled=run.world.is_main) as tracker, run.preemption:
             for epoch in range(run.epoch, cfg.trainer.epochs):
-                train_one_epoch(run, epoch, tracker)
+                if not run.validation_pending:  # else the epoch's training is in the checkpoint
+                    train_one_epoch(run, epoch, tracker)
                 validate_and_checkpoint(run, epoch, tracker)
                 if signum := run.preemption.requested():
                     raise Preempted(signum, f"after epoch {epoch + 1}")
             final = final_test(run, tracker)
     except Preempted as e:
-        log.warning("%s: %s holds step %d. Fix: run the same command (same hydra.run.dir, trainer.resume=auto) "
-                    "to continue", e, run.ckpt_dir / "last.pt", run.step)
+        if run.world.is_main:  # one line for the job, not one per rank
+            log.warning("%s: %s holds step %d. Fix: run the same command (same hydra.run.dir, trainer.resume=auto) "
+                        "to continue", e, run.ckpt_dir / "last.pt", run.step)
         run.preemption.exit(e)
     return broadcast_object(final)
 
@@ -177,9 +180,10 @@ def set_up(cfg, run_dir: Path) -> Run:
                mix=mix, preemption=Preemption(tc.preempt_signals), sampler=sampler, train_set=train_set,
                val_set=val_set,
                train_loader=data_loader(train_set, tc.batch_size, tc.num_workers, device, sampler, train=True,
-                                        ignore_signals=tc.preempt_signals, timeout=tc.loader_timeout),
+                                        ignore_signals=handled_signals(tc.preempt_signals),
+                                        timeout=tc.loader_timeout),
                val_loader=data_loader(val_set, tc.batch_size, tc.num_workers, device,
-                                      ignore_signals=tc.preempt_signals, timeout=tc.loader_timeout),
+                                      ignore_signals=handled_signals(tc.preempt_signals), timeout=tc.loader_timeout),
                steps_per_epoch=steps_per_epoch)
 
 
@@ -211,10 +215,13 @@ def resume(run: Run) -> None:
         run.ema.load_state_dict(ckpt["ema"]) if ckpt["ema"] else run.ema.module.load_state_dict(ckpt["model"])
     run.epoch, run.batch, run.step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
     run.best_top1, run.history = ckpt["best_top1"], ckpt["history"]
+    run.lr, run.validation_pending = ckpt.get("lr", 0.0), ckpt.get("validation_pending", False)
+    run.epoch_start = time.time() - ckpt.get("epoch_time_s", 0.0)
     set_rng_state(ckpt["rng"][run.world.rank])
     run.totals = ckpt["totals"][run.world.rank]
     run.resumed_from = path
-    log.info("resumed from %s at epoch %d, batch %d", path, run.epoch, run.batch)
+    log.info("resumed from %s at epoch %d, batch %d%s", path, run.epoch, run.batch,
+             " (its validation first)" if run.validation_pending else "")
 
 
 def run_config(run: Run) -> dict:
@@ -224,13 +231,15 @@ def run_config(run: Run) -> dict:
     return config
 
 
-def checkpoint_state(run: Run, epoch_done: int, batch: int) -> dict:
-    """Everything a resumed run needs (all ranks must call it: the random states are gathered)."""
+def checkpoint_state(run: Run, epoch_done: int, batch: int, validation_pending: bool = False) -> dict:
+    """Everything a resumed run needs (all ranks must call it: the random states are gathered).
+    ``validation_pending``: epoch ``epoch_done`` is trained and its validation is still to run."""
     gathered = all_gather_objects((rng_state(), dict(run.totals)))
-    return {"model": run.model.state_dict(), "ema": run.ema.state_dict() if run.ema else None,
+    return {"validation_pending": validation_pending, "lr": run.lr, "epoch_time_s": time.time() - run.epoch_start,
+            "model": run.model.state_dict(), "ema": run.ema.state_dict() if run.ema else None,
             "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(), "epoch": epoch_done,
             "batch": batch, "step": run.step, "rng": [r for r, _ in gathered], "totals": [t for _, t in gathered],
-            "best_top1": run.best_top1, "history": run.history, "config": run_config(run),
+            "best_top1": run.best_top1, "history": list(run.history), "config": run_config(run),
             "class_names": run.info.class_names, "pairs": run.info.pairs, "world_size": run.world.size}
 
 
@@ -238,7 +247,8 @@ def train_one_epoch(run: Run, epoch: int, tracker: Tracker) -> None:
     """One pass over this rank's shard from ``run.batch``: forward, backward, an optimiser step
     every ``trainer.accumulate`` batches, per-step logging and mid-epoch checkpoints."""
     tc = run.cfg.trainer
-    run.epoch_start = time.time()
+    if run.batch == 0:  # else resumed mid-epoch: the checkpoint said when the epoch started
+        run.epoch_start = time.time()
     run.model.train()
     run.train_set.set_epoch(epoch)
     run.sampler.set_epoch(epoch, start=run.batch * tc.batch_size)
@@ -330,13 +340,44 @@ def optimizer_step(run: Run, skip: bool) -> None:
 
 
 def _val_metrics(run: Run, model: torch.nn.Module, desc: str) -> dict:
-    val = predict(model, run.val_loader, run.device, run.cfg.trainer.amp, desc=desc, progress=run.world.is_main)
+    val = predict(model, run.val_loader, run.device, run.cfg.trainer.amp, desc=desc, progress=run.world.is_main,
+                  stop=run.preemption.requested)
     return classification_metrics(val["probs"][val["valid"]], val["labels"][val["valid"]], run.info.pairs)
 
 
 def validate_and_checkpoint(run: Run, epoch: int, tracker: Tracker) -> None:
     """Epoch totals over ranks, precise BN, validation of the weights (and their EMA, which is then
-    the monitored one), the history record, ``best.pt`` / ``last.pt`` / ``epoch_NNN.pt``."""
+    the monitored one), the history record, ``best.pt`` / ``last.pt`` / ``epoch_NNN.pt``.
+
+    A preemption signal stops the validation at the next batch: ``last.pt`` then holds the trained
+    epoch with its validation pending (and the random states of before it), which a resumed run
+    runs first — a scheduler's grace period is minutes, a Kinetics validation longer."""
+    pending = checkpoint_state(run, epoch, run.batches_per_epoch, validation_pending=True)
+    try:
+        record, monitored = validate(run, epoch)
+    except EvaluationStopped as e:
+        if run.world.is_main:
+            save_checkpoint(pending, run.ckpt_dir / "last.pt")
+        barrier()
+        raise Preempted(e.signum, f"while validating epoch {epoch + 1} (its validation runs again on resume)") from None
+    run.history.append(record)
+    tracker.log(record, step=run.step)
+    is_best = monitored > run.best_top1
+    run.best_top1 = max(run.best_top1, monitored)
+    run.totals = _zero_totals()
+    run.validation_pending, run.batch = False, 0
+    state = checkpoint_state(run, epoch + 1, 0)
+    if run.world.is_main:
+        if is_best:
+            save_checkpoint(state, run.ckpt_dir / "best.pt")
+        save_checkpoint(state, run.ckpt_dir / "last.pt")  # last: a kill before this line keeps the previous one
+        keep_epoch_copy(run.ckpt_dir / "last.pt", epoch + 1, run.cfg.trainer.keep_epochs)
+    barrier()
+
+
+def validate(run: Run, epoch: int) -> tuple[dict, float]:
+    """Precise BN, then the validation metrics of epoch ``epoch``: its history record and the
+    monitored top-1 (the EMA's when it is on)."""
     tc = run.cfg.trainer
     loss_sum, seen, failed, skipped = all_reduce_sum([run.totals[k] for k in ("loss_sum", "seen", "failed", "skipped")])
     if failed:
@@ -357,22 +398,11 @@ def validate_and_checkpoint(run: Run, epoch: int, tracker: Tracker) -> None:
         ema_metrics = _val_metrics(run, run.ema.module, "val ema")
         record.update({f"val_ema_{k}": v for k, v in ema_metrics.items()})
         monitored = ema_metrics["top1"]
-    run.history.append(record)
     log.info("epoch %d/%d  loss %.4f  val top1 %.4f  top5 %.4f%s%s  (%.0fs)", epoch + 1, tc.epochs,
              record["train_loss"], metrics["top1"], metrics["top5"],
              f"  pair {metrics['pair_acc']:.4f}" if "pair_acc" in metrics else "",
              f"  ema top1 {monitored:.4f}" if run.ema is not None else "", record["epoch_time_s"])
-    tracker.log(record, step=run.step)
-    is_best = monitored > run.best_top1
-    run.best_top1 = max(run.best_top1, monitored)
-    run.totals = _zero_totals()
-    state = checkpoint_state(run, epoch + 1, 0)
-    if run.world.is_main:
-        if is_best:
-            save_checkpoint(state, run.ckpt_dir / "best.pt")
-        save_checkpoint(state, run.ckpt_dir / "last.pt")  # last: a kill before this line keeps the previous one
-        keep_epoch_copy(run.ckpt_dir / "last.pt", epoch + 1, tc.keep_epochs)
-    barrier()
+    return record, monitored
 
 
 def best_weights_file(run: Run) -> Path:
