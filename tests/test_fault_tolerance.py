@@ -88,6 +88,20 @@ def test_one_failing_rank_ends_every_rank_with_its_error_once(tmp_path, tiny_ove
     assert gone < 60  # from the error to both processes gone
 
 
+def test_under_torchrun_the_failing_rank_is_the_root_cause(tmp_path, tiny_overrides):
+    """torchrun reports the first process it finds ended as the job's root cause: the healthy rank
+    waits until the failing one is gone (and the agent has seen it) before it ends."""
+    script = tmp_path / "failing_train.py"
+    script.write_text(FAILING_TRAIN.format(rank=1, where="optimizer_step", train=str(ROOT / "train.py")))
+    args = tiny_overrides + ["model=c2d_small", "trainer.epochs=3", "data.train_size=40",
+                             f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script), *args], cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert proc.returncode != 0
+    root_cause = proc.stderr.split("Root Cause (first observed failure):")[1]
+    assert "rank      : 1 (local_rank: 1)" in root_cause.split("====")[0], proc.stderr[-3000:]
+
+
 INTERRUPTED_TRAIN = """
 import os, runpy, signal, sys
 from video_sparse.engine import trainer
@@ -258,6 +272,11 @@ def test_unreadable_checkpoints_say_what_the_file_is(tmp_path):
         load_checkpoint(tmp_path / "cut.pt")
     assert "not a readable checkpoint" in str(e.value) and "epoch_NNN" not in str(e.value)
     assert "Fix: another checkpoint of" in str(e.value) and "foreign.pt" in str(e.value)
+    (tmp_path / "noise.pt").write_bytes(bytes(range(256)) * 20)  # random bytes are not "Python objects"
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(tmp_path / "noise.pt")
+    assert "not a readable checkpoint" in str(e.value) and "neither a zip archive nor a pickle" in str(e.value)
+    assert "Python objects" not in str(e.value) and "weights_only" not in str(e.value)
 
 
 class _HangingDataset(torch.utils.data.Dataset):

@@ -268,3 +268,65 @@ def test_install_keeps_the_copy_another_process_finished(tmp_path):
     shutil.copytree(tmp_path / spec.key(), tmp)
     with pytest.raises(OSError):
         _install(tmp, folder, spec)
+
+
+def test_a_full_disk_while_generating_is_one_error_naming_the_cache_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    from video_sparse.data import motion
+
+    spec = MotionSetSpec(train_size=10, val_size=2, frames=4, height=16, width=16)
+    (tmp_path / f".{spec.key()}-killed").mkdir()  # what a SIGKILLed generation leaves
+    real, calls = motion._generate_one, []
+
+    def disk_full_at_video_3(job):
+        calls.append(job)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(job)
+    monkeypatch.setattr(motion, "_generate_one", disk_full_at_video_3)
+    with pytest.raises(motion.MotionSetError) as e:
+        prepare_motion_dataset(spec, tmp_path, workers=1, progress=False)
+    assert str(e.value) == (f"data.cache_dir: cannot write the motion set into {tmp_path} (No space left on device); "
+                            "the partial set was removed. Fix: free space there, or data.cache_dir=<a writable folder "
+                            "with room>")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{spec.key()}.lock"]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o755), (0o002, 0o775), (0o077, 0o700)])
+def test_the_motion_set_folder_has_the_umasks_permissions(tmp_path, umask, mode):
+    import os
+    spec = MotionSetSpec(train_size=10, val_size=2, frames=4, height=16, width=16)
+    previous = os.umask(umask)
+    try:
+        folder = prepare_motion_dataset(spec, tmp_path, workers=1, progress=False)
+    finally:
+        os.umask(previous)
+    assert folder.stat().st_mode & 0o777 == mode
+
+
+SLOW_GENERATION = """
+import sys, time
+from video_sparse.data import motion
+real = motion._generate_one
+motion._generate_one = lambda job: (time.sleep(0.3), real(job))[1]
+motion.prepare_motion_dataset(motion.MotionSetSpec(train_size=20, val_size=2, frames=4, height=16, width=16),
+                              sys.argv[1], workers=1, progress=False)
+"""
+
+
+def test_sigterm_while_generating_removes_the_partial_set(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_GENERATION, str(tmp_path)], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not list(tmp_path.glob(".*/train/*.mp4")) and time.time() < deadline:
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".*/train/*.mp4")), "generation did not start"
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err
+    key = MotionSetSpec(train_size=20, val_size=2, frames=4, height=16, width=16).key()
+    assert [p.name for p in tmp_path.iterdir()] == [f"{key}.lock"]

@@ -1,6 +1,7 @@
 """Timelines of long videos (eval.py predict=<video> predict.window=<s> predict.stride=<s>): windows
 slid over the whole video, each scored as a video of its frames, from one decoding pass."""
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -220,3 +221,36 @@ def test_eval_predict_exits_1_when_no_video_could_be_read(trained_run, tmp_path,
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1] == ("error: none of the 2 videos of predict= could be read (each is "
                                                     "named above)")
+
+
+@pytest.mark.parametrize("container", ["mkv", "live.mkv"])
+def test_a_timeline_of_a_damaged_mkv_says_where_it_ends(trained_run, tmp_path, capsys, container):
+    """Bytes zeroed in the middle of a Matroska file (with its index, and as a live stream without
+    one): the demuxer skips to the next readable cluster, and the timeline (eval.py and the
+    Recognizer) says which seconds have no frames instead of joining them silently."""
+    import subprocess
+
+    from video_sparse.engine.evaluator import evaluate_checkpoint
+
+    whole = write_video(tmp_path / "whole.mkv", num_frames=200, height=32, width=32, fps=25)
+    if container == "live.mkv":
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(whole), "-c", "copy", "-live", "1", "-f", "matroska",
+                        str(tmp_path / "live.mkv")], check=True)
+        whole = tmp_path / "live.mkv"
+    data = bytearray(whole.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 3000] = bytes(3000)
+    damaged = tmp_path / f"damaged.{container}"
+    damaged.write_bytes(bytes(data))
+    cfg = compose("eval", [f"checkpoint={trained_run}/checkpoints/best.pt", f"predict=[{damaged}]",
+                           "predict.window=1", "logger.mode=disabled", "trainer.device=cpu"])
+    (tmp_path / "run").mkdir()
+    evaluate_checkpoint(cfg, tmp_path / "run")
+    out = capsys.readouterr().out
+    gap = re.search(r"\(damaged frames: no frames from (\d+\.\d+) s to (\d+\.\d+) s \(a damaged or paused stream\): a "
+                    r"window across it joins the frames either side", out)
+    assert gap and 2 < float(gap[1]) < float(gap[2]) < 8, out  # the demuxer skipped the damaged cluster(s)
+
+    from video_sparse import Recognizer
+    recognizer = Recognizer.from_checkpoint(f"{trained_run}/checkpoints/best.pt", device="cpu")
+    with pytest.warns(UserWarning, match=f"{damaged}: no frames from {gap[1]} s to {gap[2]} s"):
+        recognizer.timeline(damaged, window=1.0)

@@ -136,6 +136,12 @@ def test_nonfinite_loss_stops_keeping_the_last_good_checkpoint_or_is_skipped(tmp
         _train_one_epoch(tmp_path / "a", tiny_overrides, "trainer.epochs=2")
     assert load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["epoch"] == 1
 
+    calls["n"] = 4  # nan at step 3 of epoch 1: no checkpoint yet, and the message does not name one
+    with pytest.raises(trainer.NonFiniteLossError, match=r"loss is nan at epoch 1, step 2; no checkpoint was written "
+                                                         r"yet\. Fix: .*then start again"):
+        _train_one_epoch(tmp_path / "c", tiny_overrides, "trainer.epochs=2")
+    assert not (tmp_path / "c" / "checkpoints" / "last.pt").exists()
+
     calls["n"] = 0
     _train_one_epoch(tmp_path / "b", tiny_overrides, "trainer.epochs=2", "trainer.nonfinite=skip")
     state = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")

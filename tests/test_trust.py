@@ -150,3 +150,123 @@ def test_two_runs_started_together_without_a_run_dir_get_one_directory_each(tmp_
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
             cfg = compose(config_name=app, return_hydra_config=True)
         assert OmegaConf.to_container(cfg.hydra.run, resolve=False)["dir"].startswith("${unique_dir:outputs/"), app
+
+
+# ---------------------------------------------------------------- one line, exit 2, for every failure
+def _enospc(*args, **kwargs):
+    import errno
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_unwritable_places_are_one_line_before_any_work(tmp_path, trained_run):
+    """A run directory, a features_dir or an export output under a file (or an output that is a
+    directory): one line naming the key, exit 2, nothing traced or extracted, no file left."""
+    ckpt = trained_run / "checkpoints" / "best.pt"
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory\n")
+    (tmp_path / "a_dir.onnx").mkdir()
+    cases = [
+        ("eval.py", [f"checkpoint={ckpt}", f"hydra.run.dir={blocker}/run"],
+         f"error: cannot write the run directory ({blocker}/run): Not a directory. Fix: hydra.run.dir=<a writable "
+         "directory>"),
+        ("eval.py", [f"checkpoint={ckpt}", "features=true", f"features_dir={blocker}", f"hydra.run.dir={tmp_path / 'e'}"],
+         f"error: cannot write into features_dir={blocker}: {blocker} is a file, not a directory. Fix: features_dir=<a "
+         "writable directory>"),
+        ("-m video_sparse.export", [f"checkpoint={ckpt}", f"output={blocker}/sub/m.onnx", f"hydra.run.dir={tmp_path / 'x'}"],
+         f"error: cannot write into the folder of output={blocker}/sub/m.onnx: Not a directory. Fix: output=<a path in "
+         "a writable directory>"),
+        ("-m video_sparse.export", [f"checkpoint={ckpt}", f"output={tmp_path / 'a_dir.onnx'}",
+                                    f"hydra.run.dir={tmp_path / 'y'}"],
+         f"error: cannot write the export to output={tmp_path / 'a_dir.onnx'}: it is a directory. Fix: "
+         f"output={tmp_path / 'a_dir.onnx' / 'model'}.onnx"),
+    ]
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+    for app, args, message in cases:
+        command = [sys.executable, *app.split()] if app.startswith("-m") else [sys.executable, str(ROOT / app)]
+        proc = subprocess.run([*command, *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [message], proc.stderr[-2000:]
+    assert not list(tmp_path.glob("**/*.tmp")) and not list(tmp_path.glob("**/features.*"))
+
+
+def test_a_full_disk_while_exporting_names_the_file_not_the_model(tmp_path, monkeypatch):
+    from video_sparse import build_model
+    from video_sparse.engine.export import export_model
+    from video_sparse.errors import WriteError
+
+    monkeypatch.setattr(torch.export, "save", _enospc)
+    with pytest.raises(WriteError) as e:
+        export_model(build_model("c2d_small", 4), tmp_path / "m.pt2", "pt2", 4, 32, model_name="c2d_small")
+    assert str(e.value) == (f"cannot write the export {tmp_path / 'm.pt2'}: No space left on device. Fix: free space "
+                            "there, or output=<a writable path>")
+    assert list(tmp_path.iterdir()) == []  # no temporary file left
+
+
+@pytest.mark.parametrize("suffix", ["onnx", "pt2"])
+def test_a_truncated_export_is_one_line(tmp_path, suffix):
+    from video_sparse import build_model
+    from video_sparse.engine.export import ExportError, export_model, load_exported
+
+    good = tmp_path / f"good.{suffix}"
+    export_model(build_model("c2d_small", 4), good, suffix, 4, 32, model_name="c2d_small")
+    for name, data in (("cut", good.read_bytes()[: good.stat().st_size // 2]), ("noise", bytes(range(256)) * 40)):
+        bad = tmp_path / f"{name}.{suffix}"
+        bad.write_bytes(data)
+        with pytest.raises(ExportError, match=rf"{name}\.{suffix}: not a readable \.{suffix} export, truncated or "
+                                              r"damaged \(.*\)\. Fix: export it again"):
+            load_exported(bad, trust_pt2=True)
+
+
+def test_a_full_disk_while_saving_a_checkpoint_names_the_last_good_one(tmp_path, tiny_overrides, monkeypatch):
+    from helpers import train_in_process
+    from video_sparse.engine import checkpoint, trainer
+    from video_sparse.errors import WriteError
+
+    real, saves = trainer.save_checkpoint, []
+
+    def full_at_epoch_2(state, path):
+        saves.append(path)
+        if state["epoch"] == 2:
+            _enospc()
+        real(state, path)
+    monkeypatch.setattr(trainer, "save_checkpoint", full_at_epoch_2)
+    with pytest.raises(WriteError) as e:
+        train_in_process(tiny_overrides + ["model=c2d_small", "trainer.epochs=3"], tmp_path)
+    ckpt_dir = tmp_path / "checkpoints"
+    import re
+    assert re.fullmatch(rf"cannot write the checkpoint {ckpt_dir}/(best|last)\.pt: No space left on device\. Fix: free "
+                        rf"space in {ckpt_dir} \(the last good checkpoint is {ckpt_dir}/last\.pt: epoch 1, batch 0, "
+                        r"step 5\), then run the same command to continue from it", str(e.value)), str(e.value)
+    assert checkpoint.load_checkpoint(ckpt_dir / "last.pt")["epoch"] == 1
+
+
+def test_a_full_disk_while_writing_features_is_one_line_not_sigbus(tmp_path, trained_run, monkeypatch):
+    import os
+
+    from helpers import compose
+    from video_sparse.engine.evaluator import evaluate_checkpoint
+    from video_sparse.errors import WriteError
+
+    monkeypatch.setattr(os, "posix_fallocate", _enospc)
+    cfg = compose("eval", [f"checkpoint={trained_run}/checkpoints/best.pt", "features=true",
+                           f"features_dir={tmp_path / 'f'}", "logger.mode=disabled", "trainer.device=cpu"])
+    (tmp_path / "run").mkdir()
+    with pytest.raises(WriteError, match=r"cannot write 0\.0 MiB of features into features_dir=.*: No space left on "
+                                         r"device\. Fix: free space there"):
+        evaluate_checkpoint(cfg, tmp_path / "run")
+    assert not list((tmp_path / "f").glob("features.part*"))
+
+
+def test_data_root_on_the_motion_benchmark_is_refused_not_ignored(tmp_path, trained_run):
+    from helpers import compose
+    from video_sparse.apps.checks import check_train
+    from video_sparse.engine.loading import load_for_inference
+    from video_sparse.options import ConfigError
+
+    message = r"data\.root: the motion benchmark is generated, into a folder video_sparse chooses"
+    with pytest.raises(ConfigError, match=message):
+        check_train(compose("train", [f"data.root={tmp_path}"]))
+    with pytest.raises(ConfigError, match=message):
+        load_for_inference(f"{trained_run}/checkpoints/best.pt", data=compose("eval", [f"data.root={tmp_path}"]).data)

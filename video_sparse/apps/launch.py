@@ -24,7 +24,7 @@ from hydra.errors import HydraException, MissingConfigException, OverrideParseEx
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
-from ..errors import UserError
+from ..errors import UserError, place_error, write_error
 from . import config as schema  # registers the structured configs
 from .config import CONF_DIR, unique_dir
 
@@ -193,11 +193,19 @@ def main(config_name: str, task: Callable[[DictConfig, Path], Any], check: Calla
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing its report; we print one line
     record = RunRecord(next((a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")), None))
 
+    started = []
+
     @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)
     def hydra_main(cfg: DictConfig) -> None:
+        started.append(True)
         run_task(task, check, cfg, HydraConfig.get().runtime.output_dir, record)
 
-    _reporting_hydra_errors(argv, config_name, hydra_main)
+    try:
+        _reporting_hydra_errors(argv, config_name, hydra_main)
+    except OSError as e:  # Hydra creating the run directory, its log file or .hydra/: before the task
+        if started or place_error(e) is None:
+            raise
+        fail(str(write_error(e, "the run directory", "hydra.run.dir=<a writable directory>")))
 
 
 class RunRecord:
@@ -224,4 +232,6 @@ def _reporting_hydra_errors(argv: list[str], config_name: str, fn: Callable[[], 
     try:
         return fn()
     except (HydraException, OmegaConfBaseException) as e:
+        if disk := place_error(e):  # the default run directory (${unique_dir:...}) cannot be created
+            fail(str(write_error(disk, "the run directory", "hydra.run.dir=<a writable directory>")))
         fail(hydra_error_message(e, argv, config_name))

@@ -63,6 +63,9 @@ def window_starts(num_frames: int, length: int, stride: int) -> list[int]:
     return starts
 
 
+GAP_S = 0.5  # a jump in presentation time this long (and over 4 frames) is reported
+
+
 class WindowClips:
     """Iterate ``(Window, uint8 clip views (V, T, size, size, 3))`` over ``path`` in time order, V =
     clips x crops (``transform.to_model`` makes them the model's input). ``fps``, ``length`` (W) and ``stride`` (S) are known once the video is open; ``windows``
@@ -100,6 +103,8 @@ class WindowClips:
         self.windows = (len(window_starts(self.num_frames, self.length, self.stride)) if self.num_frames
                         else None)  # for progress bars
         self.error: str | None = None  # why decoding stopped before the end, once iterated
+        self.gaps: list[tuple[float, float]] = []  # (from, to) seconds without frames, once iterated
+        self.corrupt = 0  # frames the decoder flagged corrupt, once iterated
 
     def _indices(self, start: int, length: int) -> list[np.ndarray]:
         """Frames of each temporal view of window ``[start, start + length)``."""
@@ -128,6 +133,7 @@ class WindowClips:
                     break
                 if needed is None or count in needed:
                     frames[count] = convert(frame)
+                self._note_damage(frame, times[-1] if times else None)
                 times.append(frame.time if frame.time is not None else count / self.fps)
                 count += 1
                 if plan is None:
@@ -159,6 +165,23 @@ class WindowClips:
             length = min(W, count)
             yield self._window(emitted, tail, length, times, count), self._clip(frames, tail, length)
 
+    def _note_damage(self, frame, previous: float | None) -> None:
+        """Record a frame the decoder flags corrupt, and a jump in time without frames: a damaged
+        stream the demuxer resynchronised after (or a long pause of a variable-rate stream)."""
+        self.corrupt += bool(getattr(frame, "is_corrupt", False))
+        if frame.time is not None and previous is not None and frame.time - previous > max(4 / self.fps, GAP_S):
+            self.gaps.append((previous + 1 / self.fps, frame.time))
+
+    def damage(self) -> str | None:
+        """What a user must know about the frames the windows were made of (None: nothing)."""
+        said = [f"no frames from {a:.3f} s to {b:.3f} s (a damaged or paused stream): a window across it joins the "
+                "frames either side" for a, b in self.gaps[:3]]
+        if len(self.gaps) > 3:
+            said.append(f"{len(self.gaps) - 3} more such gaps")
+        if self.corrupt:
+            said.append(f"{self.corrupt} frames flagged corrupt by the decoder")
+        return "; ".join(said) or None
+
     def _window(self, index: int, start: int, length: int, times: deque, count: int) -> Window:
         """Window ``index`` of frames ``[start, start + length)``; ``times``: the decoded timestamps
         of the last frames up to frame ``count - 1``."""
@@ -184,7 +207,7 @@ class DecodedWindowClips(WindowClips):
         self.length, self.stride = window_frames(window_s, stride_s, self.fps)
         self.num_frames = len(frames)
         self.windows = len(window_starts(self.num_frames, self.length, self.stride))
-        self.error = None
+        self.error, self.gaps, self.corrupt = None, [], 0
 
     def __iter__(self) -> Iterator[tuple[Window, torch.Tensor]]:
         length = min(self.length, self.num_frames)

@@ -60,8 +60,9 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        if "Weights only load failed" not in str(e):  # torch's advice there (weights_only=False) is not ours
-            raise _unreadable(path, e) from e
+        # torch names the Python global a pickle would call (GLOBAL ...); other bytes are no pickle at all
+        if "GLOBAL" not in str(e):  # and torch's advice there (weights_only=False) is not ours
+            raise _unreadable(path, e, "neither a zip archive nor a pickle") from e
         raise CheckpointError(f"{path}: holds Python objects besides tensors (a checkpoint of another framework?), "
                               "which video_sparse does not load because unpickling them could run code. Fix: "
                               "re-save its state_dict (torch.save(model.state_dict(), ...)) and pass that file") from e
@@ -69,10 +70,10 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         raise _unreadable(path, e) from e
 
 
-def _unreadable(path: Path, e: Exception) -> CheckpointError:
+def _unreadable(path: Path, e: Exception, reason: str | None = None) -> CheckpointError:
     kept = sorted(p.name for p in path.parent.glob("*.pt") if p != path)
     fix = f"another checkpoint of {path.parent} ({', '.join(kept[:4])})" if kept else "another checkpoint"
-    reason = (str(e).strip().splitlines() or [""])[0][:160]
+    reason = reason or (str(e).strip().splitlines() or [""])[0][:160]
     return CheckpointError(f"{path}: not a readable checkpoint: truncated, or not written by torch.save "
                            f"({type(e).__name__}: {reason}). Fix: {fix}")
 

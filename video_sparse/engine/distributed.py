@@ -10,6 +10,7 @@ import datetime
 import io
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -136,6 +137,9 @@ def any_rank(flag: bool) -> bool:
 # ----------------------------------------------------------------------------- one failing rank ends them all
 FAILURE_POLL_S = 1.0  # how often every rank looks for another's failure
 ACK_WAIT_S = 10.0  # how long a failing rank waits for the others to see its failure before it exits
+EXIT_WAIT_S = 30.0  # how long the others wait for it to be gone before they exit (another host: OTHER_HOST_WAIT_S)
+OTHER_HOST_WAIT_S = 5.0
+AGENT_WAIT_S = 2.0  # torchrun's agent polls every 0.1 s (--monitor-interval): it sees the failed rank alone
 
 
 def _failure_key() -> str:
@@ -175,7 +179,10 @@ def failures_end_every_rank(world: World, poll_s: float = FAILURE_POLL_S):
     except Exception as e:
         stop.set()
         first = _report_failure(world, e)
-        if not first:
+        if not first:  # mostly a collective that broke when the failing rank exited: let it be the first
+            with contextlib.suppress(Exception):
+                _, host, pid = _store().get(_failure_key()).decode().split()
+                _wait_until_gone(host, int(pid))
             _stop_process(f"rank {world.rank} stops: another rank failed first (its error is printed by that rank); "
                           f"here: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}")
         raise
@@ -190,7 +197,7 @@ def _report_failure(world: World, error: BaseException) -> bool:
         key = _failure_key()
         first = store.add(key + "/count", 1) == 1
         if first:
-            store.set(key, f"{world.rank}")
+            store.set(key, f"{world.rank} {socket.gethostname()} {os.getpid()}")
             deadline = time.time() + ACK_WAIT_S
             while time.time() < deadline and store.add(key + "/seen", 0) < world.size - 1:
                 time.sleep(0.05)
@@ -204,13 +211,43 @@ def _watch_failures(world: World, stop: threading.Event, poll_s: float) -> None:
         store, key = _store(), _failure_key()
         while not stop.wait(poll_s):
             if store.check([key]):
-                failed = store.get(key).decode()
+                failed, host, pid = store.get(key).decode().split()
                 if failed == str(world.rank):  # this rank's own failure, being reported by its main thread
                     return
                 store.add(key + "/seen", 1)
+                _wait_until_gone(host, int(pid))
                 _stop_process(f"rank {world.rank} stops: rank {failed} failed (its error is printed by that rank)")
     except Exception:  # noqa: BLE001 - the store ended (rank 0 finished or died): nothing left to watch
         return
+
+
+def _wait_until_gone(host: str, pid: int) -> None:
+    """Let the failing rank exit first, and under torchrun give its agent the time to see that:
+    the agent reports the processes it finds ended as the job's failures, the first as the root
+    cause (and ends the others itself)."""
+    if host != socket.gethostname():
+        time.sleep(OTHER_HOST_WAIT_S)
+        return
+    deadline = time.time() + EXIT_WAIT_S
+    while time.time() < deadline and _alive(pid):
+        time.sleep(0.05)
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        time.sleep(AGENT_WAIT_S)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (an exited one its parent has not reaped yet does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:  # gone, or no /proc (macOS): ask the kernel
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # the pid now belongs to another user's process
+            return False
 
 
 def _stop_process(message: str) -> None:

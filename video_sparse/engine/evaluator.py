@@ -10,6 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..errors import WriteError, check_writable_dir, place_error, write_error
 from .loading import LoadedModel, load_for_inference
 from .run_lock import DirectoryLock
 
@@ -30,6 +31,9 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     from .runtime import resolve_device
 
     world = init_distributed(cfg.trainer.device)
+    if cfg.features and cfg.features_dir is not None and world.is_main:
+        check_writable_dir(cfg.features_dir, f"features_dir={cfg.features_dir}", "features_dir=<a writable "
+                           "directory>")  # before the model and the data are loaded
     evaluated = load_for_inference(cfg.checkpoint, model=cfg.model, data=cfg.data, weights=cfg.weights,
                                    device=cfg.trainer.device, trust_pt2=cfg.trust_pt2)
     device = resolve_device(cfg.trainer.device, world.local_rank)
@@ -124,11 +128,19 @@ def _features(cfg: DictConfig, evaluated: LoadedModel, dataset, device, run_dir:
              "weights": evaluated.weights, "videos_of": paths or f"{cfg.split} ({evaluated.data_cfg.get(f'{cfg.split}_ann')})"}
     # one live extraction per directory (the run directory is locked already)
     own = world.is_main and out_dir.resolve() != Path(run_dir).resolve()
-    with DirectoryLock(out_dir, "features_dir") if own else contextlib.nullcontext():
-        summary = extract_features(evaluated.model, dataset, out_dir, evaluated.class_names, about=about,
-                                   batch_size=cfg.trainer.batch_size, num_workers=cfg.trainer.num_workers,
-                                   device=device, amp=cfg.trainer.amp, loader_timeout=cfg.trainer.loader_timeout,
-                                   progress=world.is_main)
+    try:
+        with DirectoryLock(out_dir, "features_dir") if own else contextlib.nullcontext():
+            summary = extract_features(evaluated.model, dataset, out_dir, evaluated.class_names, about=about,
+                                       batch_size=cfg.trainer.batch_size, num_workers=cfg.trainer.num_workers,
+                                       device=device, amp=cfg.trainer.amp, loader_timeout=cfg.trainer.loader_timeout,
+                                       progress=world.is_main)
+    except WriteError:
+        raise
+    except OSError as e:  # a full disk while writing the index or the gathered array
+        if place_error(e) is None:
+            raise
+        raise write_error(e, f"features into features_dir={out_dir}", "free space there, or features_dir=<a "
+                          "directory with room>: the same command resumes from the rows written") from e
     if world.is_main:
         print(f"features of {summary['num_videos']} videos x {summary['views']} views (+ their mean) x "
               f"{summary['dim']}: {Path(summary['features']).resolve()} (index: features.csv, layout: features.json)")
@@ -168,6 +180,8 @@ def _timelines(cfg: DictConfig, evaluated: LoadedModel, paths: list[str], device
         plot_timeline(windows, probs, evaluated.class_names, f"{stem}.png", k=cfg.predict.topk,
                       title=f"{Path(path).name}: windows of {cfg.predict.window:g} s every {stride:g} s")
         print(timeline_summary(path, windows, probs, evaluated.class_names))
+        if clips.damage():
+            print(f"    (damaged frames: {clips.damage()})")
         if clips.error:
             print(f"    (the timeline ends early: {clips.error})")
             failed.append(path)

@@ -22,7 +22,7 @@ from typing import Iterator
 
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, WriteError, check_writable_dir, place_error, write_error
 
 FORMATS = ("onnx", "pt2")
 OPSET = 18  # GridSample with 4-D inputs is opset 16; 18 is what the dynamo exporter writes best
@@ -155,9 +155,13 @@ def export_model(model: torch.nn.Module, path: str | Path, fmt: str, frames: int
     unknown = set(metadata or {}) - set(METADATA_KEYS)
     if unknown:
         raise ValueError(f"metadata keys {sorted(unknown)}: an export stores {', '.join(METADATA_KEYS)}")
-    model = model.float().eval().cpu()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise WriteError(f"cannot write the export to output={path}: it is a directory. Fix: output={path / 'model'}."
+                         f"{fmt}")
+    check_writable_dir(path.parent, f"the folder of output={path}", "output=<a path in a writable directory>")
+    # ^ before minutes of tracing
+    model = model.float().eval().cpu()
     example = torch.randn(2, 3, frames, size, size, generator=torch.Generator().manual_seed(0))
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -171,6 +175,8 @@ def export_model(model: torch.nn.Module, path: str | Path, fmt: str, frames: int
                 torch.export.save(program, tmp, extra_files=stored)
     except Exception as e:  # noqa: BLE001 - the exporters raise anything; one line names the operator
         tmp.unlink(missing_ok=True)
+        if disk := place_error(e):  # the file, not the model
+            raise write_error(disk, f"the export {path}", "free space there, or output=<a writable path>") from e
         raise _failure(model_name, fmt, e) from e
     tmp.replace(path)
     check = check_export(model, path, frames, size, lengths, names)
@@ -259,7 +265,8 @@ class ExportedModel(torch.nn.Module):
             providers = ["CPUExecutionProvider"]
             if str(device).startswith("cuda") and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
                 providers.insert(0, "CUDAExecutionProvider")
-            session = onnxruntime.InferenceSession(str(path), providers=providers)
+            with _readable_export(path):
+                session = onnxruntime.InferenceSession(str(path), providers=providers)
             self.metadata = dict(session.get_modelmeta().custom_metadata_map)
             name = session.get_inputs()[0].name
 
@@ -267,7 +274,8 @@ class ExportedModel(torch.nn.Module):
                 return tuple(torch.from_numpy(o) for o in session.run(None, {name: x.float().cpu().numpy()}))
         elif self.format == "pt2":
             extra = dict.fromkeys(STORED_KEYS, "")
-            program = torch.export.load(str(path), extra_files=extra)
+            with _readable_export(path):
+                program = torch.export.load(str(path), extra_files=extra)
             self.metadata = {k: v for k, v in extra.items() if v}
             # Not a submodule: an exported module refuses .train()/.eval() (it was exported in eval mode).
             graph, single_as_pair = program.module(), []
@@ -300,6 +308,25 @@ class ExportedModel(torch.nn.Module):
         with torch.no_grad():
             out = tuple(o.to(x.device) for o in _as_tuple(self._run(x)))
         return out[0] if len(out) == 1 else out
+
+
+@contextlib.contextmanager
+def _readable_export(path: Path) -> Iterator[None]:
+    """A damaged or truncated export file (the runtimes raise their own types) in one line."""
+    if not path.is_file():
+        raise ExportError(f"{path}: no such file. Fix: checkpoint=<an existing .pt, .onnx or .pt2 file>")
+    torch_export_log = logging.getLogger("torch.export")  # logs the damage once more before raising
+    level = torch_export_log.level
+    torch_export_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - onnxruntime's InvalidProtobuf, zipfile's BadZipFile, torch's own
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[-1][:160]
+        raise ExportError(f"{path}: not a readable .{path.suffix.lstrip('.')} export, truncated or damaged "
+                          f"({type(e).__name__}: {reason}). Fix: export it again (python -m video_sparse.export "
+                          "checkpoint=<the training checkpoint>)") from e
+    finally:
+        torch_export_log.setLevel(level)
 
 
 def load_exported(path: str | Path, trust_pt2: bool = False) -> ExportedModel:

@@ -35,7 +35,7 @@ import torch
 from einops import rearrange
 from tqdm import tqdm
 
-from ..errors import UserError
+from ..errors import UserError, write_error
 from .distributed import barrier, current_world
 from .runtime import autocast, data_loader
 
@@ -129,14 +129,29 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _allocated_memmap(path: Path, dtype, shape: tuple[int, ...]) -> np.memmap:
+    """A new ``.npy`` array file mapped for writing, its blocks reserved on disk first: a memory
+    map of a sparse file dies of SIGBUS when the disk fills, a reserved one cannot run out."""
+    np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape).flush()  # the header, a sparse body
+    try:
+        with open(path, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+    except OSError as e:
+        path.unlink(missing_ok=True)
+        size = np.prod(shape) * np.dtype(dtype).itemsize
+        raise write_error(e, f"{size / 2**20:.1f} MiB of features into features_dir={path.parent}",
+                          "free space there, or features_dir=<a directory with room>") from e
+    return np.lib.format.open_memmap(path, mode="r+")
+
+
 def _open_part(out_dir: Path, rank: int, world: int, rows: int, shape: tuple[int, int]) -> tuple[np.memmap, np.memmap]:
     """This rank's feature rows and their marks; new ones unless both files are there. The marks are
     created last, so marks on disk always come with their rows' file."""
     part_path, done_path = _part_paths(out_dir, rank, world)
     if part_path.is_file() and done_path.is_file():
         return (np.lib.format.open_memmap(part_path, mode="r+"), np.lib.format.open_memmap(done_path, mode="r+"))
-    part = np.lib.format.open_memmap(part_path, mode="w+", dtype=np.float32, shape=(rows, *shape))
-    done = np.lib.format.open_memmap(done_path, mode="w+", dtype=np.uint8, shape=(rows,))
+    part = _allocated_memmap(part_path, np.float32, (rows, *shape))
+    done = _allocated_memmap(done_path, np.uint8, (rows,))
     return part, done
 
 
@@ -198,9 +213,8 @@ def _gather(out_dir: Path, dataset, class_names: Sequence[str], missing: list[st
         os.replace(parts[0][0], out_dir / FEATURES)  # already in dataset order
     else:
         tmp = out_dir / "features.tmp.npy"
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                        shape=(n + len(missing), meta["views"]["clips"] * meta["views"]["crops"] + 1,
-                                               meta["dim"]))
+        out = _allocated_memmap(tmp, np.float32, (n + len(missing),
+                                                  meta["views"]["clips"] * meta["views"]["crops"] + 1, meta["dim"]))
         for r, (part_path, _) in enumerate(parts):
             part = np.load(part_path, mmap_mode="r")
             rows = np.arange(r, n, world)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Sequence, Union
 
@@ -105,8 +106,12 @@ class Recognizer:
             clips = DecodedWindowClips(video, fps, sampler, clip_transform(cfg, False), window, stride, **views)
         with tempfile.TemporaryDirectory() as tmp:
             out = csv_path if csv_path is not None else Path(tmp) / "timeline.csv"
-            return video_timeline(self.model, clips, self.class_names, out, batch_size=self.batch_size,
-                                  device=self.device, amp=self.amp, progress=False)
+            result = video_timeline(self.model, clips, self.class_names, out, batch_size=self.batch_size,
+                                    device=self.device, amp=self.amp, progress=False)
+        for said in (clips.damage(), clips.error and f"the timeline ends early: {clips.error}"):
+            if said:
+                warnings.warn(f"{clips.path}: {said}", stacklevel=2)
+        return result
 
     def _loader(self, videos: list[Video]):
         from ..data import build_decoded_dataset, build_predict_dataset

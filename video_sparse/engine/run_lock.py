@@ -6,7 +6,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, write_error
 
 LOCK_FILE = ".lock"
 
@@ -23,8 +23,11 @@ class DirectoryLock:
         self.path, self.key, self.fd = Path(directory) / LOCK_FILE, key, None
 
     def __enter__(self) -> "DirectoryLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise write_error(e, f"into {self.key}={self.path.parent}", f"{self.key}=<a writable directory>") from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

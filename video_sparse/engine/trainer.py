@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from ..data import build_dataset, dataset_classes, resolve_data
 from ..data.build import DataInfo
-from ..errors import UserError
+from ..errors import UserError, place_error, write_error
 from ..models import model_from_config
 from ..tracking import Tracker
 from .checkpoint import (check_compatible, check_resumable, keep_epoch_copy, load_checkpoint, remove_partial_writes,
@@ -91,6 +91,7 @@ class Run:
     lr: float = 0.0  # of the last step
     epoch_start: float = 0.0  # time.time() when the current epoch started
     validation_pending: bool = False  # resumed from a checkpoint written while validating
+    last_good: str = "no checkpoint was written yet"  # what a failed save names
     resumed_from: Path | None = None
 
     @property
@@ -220,6 +221,7 @@ def resume(run: Run) -> None:
     set_rng_state(ckpt["rng"][run.world.rank])
     run.totals = ckpt["totals"][run.world.rank]
     run.resumed_from = path
+    run.last_good = f"the last good checkpoint is {path}: epoch {run.epoch}, batch {run.batch}, step {run.step}"
     log.info("resumed from %s at epoch %d, batch %d%s", path, run.epoch, run.batch,
              " (its validation first)" if run.validation_pending else "")
 
@@ -279,7 +281,7 @@ def train_one_epoch(run: Run, epoch: int, tracker: Tracker) -> None:
                 if i + 1 < run.batches_per_epoch:  # else validate_and_checkpoint writes it
                     state = checkpoint_state(run, epoch, i + 1)
                     if run.world.is_main:
-                        save_checkpoint(state, run.ckpt_dir / "last.pt")
+                        write_checkpoint(run, state, "last.pt")
                     barrier()
                     if signum:
                         raise Preempted(signum, f"at epoch {epoch + 1}, step {run.step}")
@@ -316,9 +318,12 @@ def forward_backward(run: Run, batch: dict, epoch: int, i: int) -> tuple[float, 
         run.totals["loss_sum"] += loss.item() * len(label)
         run.totals["seen"] += len(label)
     elif tc.nonfinite == "error":
-        raise NonFiniteLossError(f"loss is {loss.item()} at epoch {epoch + 1}, step {run.step}; the last good "
-                                 f"checkpoint is {run.ckpt_dir / 'last.pt'}. Fix: lower optim.lr or set "
-                                 "trainer.clip_grad, then resume; or trainer.nonfinite=skip to skip such steps")
+        last = run.ckpt_dir / "last.pt"
+        where = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
+        then = "then resume" if last.is_file() else "then start again"
+        raise NonFiniteLossError(f"loss is {loss.item()} at epoch {epoch + 1}, step {run.step}; {where}. Fix: lower "
+                                 f"optim.lr or set trainer.clip_grad, {then}; or trainer.nonfinite=skip to skip "
+                                 "such steps")
     return loss.item(), finite
 
 
@@ -357,7 +362,7 @@ def validate_and_checkpoint(run: Run, epoch: int, tracker: Tracker) -> None:
         record, monitored = validate(run, epoch)
     except EvaluationStopped as e:
         if run.world.is_main:
-            save_checkpoint(pending, run.ckpt_dir / "last.pt")
+            write_checkpoint(run, pending, "last.pt")
         barrier()
         raise Preempted(e.signum, f"while validating epoch {epoch + 1} (its validation runs again on resume)") from None
     run.history.append(record)
@@ -369,10 +374,27 @@ def validate_and_checkpoint(run: Run, epoch: int, tracker: Tracker) -> None:
     state = checkpoint_state(run, epoch + 1, 0)
     if run.world.is_main:
         if is_best:
-            save_checkpoint(state, run.ckpt_dir / "best.pt")
-        save_checkpoint(state, run.ckpt_dir / "last.pt")  # last: a kill before this line keeps the previous one
-        keep_epoch_copy(run.ckpt_dir / "last.pt", epoch + 1, run.cfg.trainer.keep_epochs)
+            write_checkpoint(run, state, "best.pt")
+        write_checkpoint(run, state, "last.pt")  # last: a kill before this line keeps the previous one
+        write_checkpoint(run, None, f"epoch_{epoch + 1:03d}.pt",
+                         lambda: keep_epoch_copy(run.ckpt_dir / "last.pt", epoch + 1, run.cfg.trainer.keep_epochs))
     barrier()
+
+
+def write_checkpoint(run: Run, state: dict | None, name: str, write: Callable[[], None] | None = None) -> None:
+    """``state`` into ``checkpoints/<name>`` (or ``write()``). A full disk ends the run with one line
+    naming the last checkpoint that was written whole (atomic saves: it is still there)."""
+    path = run.ckpt_dir / name
+    try:
+        write() if write else save_checkpoint(state, path)
+    except OSError as e:
+        if place_error(e) is None:
+            raise
+        raise write_error(e, f"the checkpoint {path}", f"free space in {run.ckpt_dir} ({run.last_good}), then run "
+                          "the same command to continue from it") from e
+    if name == "last.pt":
+        run.last_good = f"the last good checkpoint is {path}: epoch {state['epoch']}, batch {state['batch']}, " \
+                        f"step {state['step']}"
 
 
 def validate(run: Run, epoch: int) -> tuple[dict, float]:
