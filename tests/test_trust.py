@@ -160,34 +160,39 @@ def _enospc(*args, **kwargs):
 
 def test_unwritable_places_are_one_line_before_any_work(tmp_path, trained_run):
     """A run directory, a features_dir or an export output under a file (or an output that is a
-    directory): one line naming the key, exit 2, nothing traced or extracted, no file left."""
+    directory): one line naming the key (exit 2 from the commands), before anything is traced or
+    extracted, no file left."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT, compose
+    from video_sparse.apps.export import export_command
+    from video_sparse.engine.evaluator import evaluate_checkpoint
+    from video_sparse.errors import WriteError
+
     ckpt = trained_run / "checkpoints" / "best.pt"
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory\n")
     (tmp_path / "a_dir.onnx").mkdir()
-    cases = [
-        ("eval.py", [f"checkpoint={ckpt}", f"hydra.run.dir={blocker}/run"],
+    commands = [  # Hydra creates the run directory: the commands themselves
+        ([str(ROOT / "eval.py"), f"checkpoint={ckpt}", f"hydra.run.dir={blocker}/run"],
          f"error: cannot write the run directory ({blocker}/run): Not a directory. Fix: hydra.run.dir=<a writable "
          "directory>"),
-        ("eval.py", [f"checkpoint={ckpt}", "features=true", f"features_dir={blocker}", f"hydra.run.dir={tmp_path / 'e'}"],
-         f"error: cannot write into features_dir={blocker}: {blocker} is a file, not a directory. Fix: features_dir=<a "
-         "writable directory>"),
-        ("-m video_sparse.export", [f"checkpoint={ckpt}", f"output={blocker}/sub/m.onnx", f"hydra.run.dir={tmp_path / 'x'}"],
-         f"error: cannot write into the folder of output={blocker}/sub/m.onnx: Not a directory. Fix: output=<a path in "
-         "a writable directory>"),
-        ("-m video_sparse.export", [f"checkpoint={ckpt}", f"output={tmp_path / 'a_dir.onnx'}",
-                                    f"hydra.run.dir={tmp_path / 'y'}"],
-         f"error: cannot write the export to output={tmp_path / 'a_dir.onnx'}: it is a directory. Fix: "
-         f"output={tmp_path / 'a_dir.onnx' / 'model'}.onnx"),
-    ]
-    import subprocess
-    import sys
-
-    from helpers import ROOT
-    for app, args, message in cases:
-        command = [sys.executable, *app.split()] if app.startswith("-m") else [sys.executable, str(ROOT / app)]
-        proc = subprocess.run([*command, *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        (["-m", "video_sparse.export", f"checkpoint={ckpt}", f"output={blocker}/sub/m.onnx",
+          f"hydra.run.dir={tmp_path / 'x'}"],
+         f"error: cannot write into the folder of output={blocker}/sub/m.onnx: Not a directory. Fix: output=<a path "
+         "in a writable directory>")]
+    for args, message in commands:
+        proc = subprocess.run([sys.executable, *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [message], proc.stderr[-2000:]
+    (tmp_path / "e").mkdir()
+    with pytest.raises(WriteError, match=f"^cannot write into features_dir={blocker}: {blocker} is a file, not a "
+                                         "directory. Fix: features_dir=<a writable directory>$"):
+        evaluate_checkpoint(compose("eval", [f"checkpoint={ckpt}", "features=true", f"features_dir={blocker}",
+                                             "trainer.device=cpu"]), tmp_path / "e")
+    with pytest.raises(WriteError, match=f"^cannot write the export to output={tmp_path / 'a_dir.onnx'}: it is a "
+                                         f"directory. Fix: output={tmp_path / 'a_dir.onnx' / 'model'}.onnx$"):
+        export_command(compose("export", [f"checkpoint={ckpt}", f"output={tmp_path / 'a_dir.onnx'}"]), tmp_path / "y")
     assert not list(tmp_path.glob("**/*.tmp")) and not list(tmp_path.glob("**/features.*"))
 
 
@@ -270,3 +275,55 @@ def test_data_root_on_the_motion_benchmark_is_refused_not_ignored(tmp_path, trai
         check_train(compose("train", [f"data.root={tmp_path}"]))
     with pytest.raises(ConfigError, match=message):
         load_for_inference(f"{trained_run}/checkpoints/best.pt", data=compose("eval", [f"data.root={tmp_path}"]).data)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """``make(size)``: a real file system of ``size`` bytes (tmpfs) under ``tmp_path``, unmounted
+    after the test; skipped where mounting is not allowed (not root, no CAP_SYS_ADMIN)."""
+    import subprocess
+
+    mounted = []
+
+    def make(size: int):
+        disk = tmp_path / f"disk{len(mounted)}"
+        disk.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)], capture_output=True)
+        if proc.returncode != 0:
+            pytest.skip("cannot mount a small tmpfs here (needs root); the monkeypatched ENOSPC tests stand in")
+        mounted.append(disk)
+        return disk
+    yield make
+    for disk in mounted:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_full_disks_for_real(tmp_path, tiny_overrides, trained_run, small_disk):
+    """The same failures on file systems that really fill up: a run directory with room for two
+    checkpoints, a motion cache of 64 KiB, a features_dir with a few KiB left."""
+    from helpers import compose, train_in_process
+    from video_sparse.data.motion import MotionSetError, MotionSetSpec, prepare_motion_dataset
+    from video_sparse.engine.checkpoint import load_checkpoint
+    from video_sparse.engine.evaluator import evaluate_checkpoint
+    from video_sparse.errors import WriteError
+
+    run_disk = small_disk(10 * 2**20)  # c2d_small checkpoints are 3.9 MB: best.pt and last.pt of epoch 1 fit
+    with pytest.raises(WriteError, match=r"cannot write the checkpoint .*: No space left on device\. Fix: free space in "
+                                         r".* \(the last good checkpoint is .*last\.pt: epoch 1, batch 0, step 5\)"):
+        train_in_process(tiny_overrides + ["model=c2d_small", "trainer.epochs=3"], run_disk)
+    assert load_checkpoint(run_disk / "checkpoints" / "last.pt")["epoch"] == 1
+    assert not list((run_disk / "checkpoints").glob(".*.tmp"))
+
+    cache = small_disk(64 * 2**10)
+    spec = MotionSetSpec(train_size=40, val_size=10, frames=8, height=64, width=64)
+    with pytest.raises(MotionSetError, match=rf"data\.cache_dir: cannot write the motion set into {cache} \(No space"):
+        prepare_motion_dataset(spec, cache, workers=1, progress=False)
+    assert [p.name for p in cache.iterdir()] == [f"{spec.key()}.lock"]
+
+    features = small_disk(64 * 2**10)
+    (features / "filler").write_bytes(b"\0" * (64 * 2**10 - 16 * 2**10))  # room for features.json and .lock
+    cfg = compose("eval", [f"checkpoint={trained_run}/checkpoints/best.pt", "features=true", "test.clips=8",
+                           f"features_dir={features / 'f'}", "logger.mode=disabled", "trainer.device=cpu"])
+    (tmp_path / "run").mkdir()
+    with pytest.raises(WriteError, match=r"MiB of features into features_dir=.*: No space left on device"):
+        evaluate_checkpoint(cfg, tmp_path / "run")

@@ -528,10 +528,10 @@ def prepare_motion_dataset(spec: MotionSetSpec, cache_dir: str | os.PathLike | N
                 _install(tmp, folder, spec)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)  # gone after the rename, unless interrupted
-    except OSError as e:
-        if place_error(e) is None:
+    except Exception as e:  # noqa: BLE001 - FFmpeg's and numpy's errors carry the OSError as their cause
+        if (disk := place_error(e)) is None:
             raise
-        raise MotionSetError(f"data.cache_dir: cannot write the motion set into {cache} ({e.strerror}); the partial "
+        raise MotionSetError(f"data.cache_dir: cannot write the motion set into {cache} ({disk.strerror}); the partial "
                              "set was removed. Fix: free space there, or data.cache_dir=<a writable folder with "
                              "room>") from e
     return folder

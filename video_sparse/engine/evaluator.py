@@ -136,10 +136,10 @@ def _features(cfg: DictConfig, evaluated: LoadedModel, dataset, device, run_dir:
                                        progress=world.is_main)
     except WriteError:
         raise
-    except OSError as e:  # a full disk while writing the index or the gathered array
-        if place_error(e) is None:
+    except Exception as e:  # a full disk while writing the index or the gathered array
+        if (disk := place_error(e)) is None:
             raise
-        raise write_error(e, f"features into features_dir={out_dir}", "free space there, or features_dir=<a "
+        raise write_error(disk, f"features into features_dir={out_dir}", "free space there, or features_dir=<a "
                           "directory with room>: the same command resumes from the rows written") from e
     if world.is_main:
         print(f"features of {summary['num_videos']} videos x {summary['views']} views (+ their mean) x "

@@ -387,10 +387,10 @@ def write_checkpoint(run: Run, state: dict | None, name: str, write: Callable[[]
     path = run.ckpt_dir / name
     try:
         write() if write else save_checkpoint(state, path)
-    except OSError as e:
-        if place_error(e) is None:
+    except Exception as e:  # torch.save turns a full disk into a RuntimeError raised during the OSError
+        if (disk := place_error(e)) is None:
             raise
-        raise write_error(e, f"the checkpoint {path}", f"free space in {run.ckpt_dir} ({run.last_good}), then run "
+        raise write_error(disk, f"the checkpoint {path}", f"free space in {run.ckpt_dir} ({run.last_good}), then run "
                           "the same command to continue from it") from e
     if name == "last.pt":
         run.last_good = f"the last good checkpoint is {path}: epoch {state['epoch']}, batch {state['batch']}, " \
