@@ -19,7 +19,9 @@ einops and the repository only (no hydra, decord, PyAV or wandb: none of these s
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -55,13 +57,17 @@ def run_all(device: str, out: Path, budget: float) -> int:
     for title, args, share in commands(device):
         start, shown = time.time(), f"python benchmarks/{shlex.join(args)}"
         print(f"== {title}: {shown}", flush=True)
+        # its own session: a step that overruns is stopped with the processes it started
+        proc = subprocess.Popen([sys.executable, str(HERE / args[0]), *args[1:]], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
-            proc = subprocess.run([sys.executable, str(HERE / args[0]), *args[1:]], capture_output=True, text=True,
-                                  timeout=budget * share)
-            result = proc.stdout if proc.returncode == 0 else f"failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
+            stdout, stderr = proc.communicate(timeout=budget * share)
+            result = stdout if proc.returncode == 0 else f"failed ({proc.returncode}):\n{stderr[-3000:]}"
             failed += proc.returncode != 0
-        except subprocess.TimeoutExpired as e:
-            result = f"stopped after {budget * share:.0f} s (its share of --budget)\n{(e.stdout or b'').decode()}"
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, _ = proc.communicate()
+            result = f"stopped after {budget * share:.0f} s (its share of --budget)\n{stdout}"
             failed += 1
         section = f"\n## {title}\n\n`{shown}` ({time.time() - start:.0f} s)\n\n{result.strip()}\n"
         with out.open("a") as f:

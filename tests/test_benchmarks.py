@@ -31,8 +31,8 @@ def test_the_gpu_plan_runs_existing_scripts_with_options_they_define():
 
 @pytest.mark.slow
 def test_the_gpu_runner_records_each_step_and_goes_past_one_that_overruns(tmp_path):
-    """On the CPU with a 40 s budget: the cheap operator step finishes, the heavy ones are stopped
-    at their share; every step has its section in the file, and the exit status says so."""
+    """On the CPU with a 40 s budget: the heavy steps are stopped at their share, with every
+    process they started; every step has its section in the file, and the exit status says so."""
     out = tmp_path / "gpu.md"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--device", "cpu", "--budget", "40",
                            "--out", str(out)], capture_output=True, text=True, timeout=300)
@@ -40,3 +40,6 @@ def test_the_gpu_runner_records_each_step_and_goes_past_one_that_overruns(tmp_pa
     assert text.startswith("# GPU benchmarks: cpu, torch ")
     assert text.count("\n## ") == 4 and "stopped after" in text
     assert proc.returncode == 1
+    left = subprocess.run(["pgrep", "-f", f"{ROOT / 'benchmarks'}/(sifa_op|mixers|models|training).py"],
+                          capture_output=True, text=True).stdout.split()
+    assert not left, f"processes of stopped steps still run: {left}"

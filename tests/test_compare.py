@@ -29,6 +29,7 @@ def test_every_video_model_is_compared_at_a_clip_it_takes():
     assert results and all(variants()[m].num_classes == 10 for m in results)
 
 
+@pytest.mark.slow  # 13 s: the benchmark's own recorder (the default suite keeps under 10 minutes)
 def test_compare_records_a_run_and_writes_table_and_plot(tiny_overrides, tmp_path, monkeypatch):
     run_app("train.py", [*tiny_overrides, "model=ptv_c2d_nano", f"hydra.run.dir={tmp_path}/run"], tmp_path)
     results = tmp_path / "results.csv"

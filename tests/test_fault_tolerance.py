@@ -134,8 +134,9 @@ def test_ctrl_c_on_one_of_two_ranks_while_validating_ends_both_with_one_line_and
     assert state["validation_pending"] and state["epoch"] == 0 and state["world_size"] == 2
 
 
-@pytest.mark.parametrize("signum, said", [(signal.SIGTERM, "preempted by SIGTERM"),
-                                          (signal.SIGINT, "interrupted by SIGINT (Ctrl-C)")])
+@pytest.mark.parametrize("signum, said", [
+    pytest.param(signal.SIGTERM, "preempted by SIGTERM", marks=pytest.mark.slow),  # same machinery as SIGINT's
+    (signal.SIGINT, "interrupted by SIGINT (Ctrl-C)")])
 def test_a_signal_to_every_process_then_resume_is_bit_identical(tmp_path, uninterrupted_run, signum, said):
     """SLURM's preemption signal (or a terminal's Ctrl-C) reaches every process of the job
     (DataLoader workers included) at a random moment: the run finishes its step, writes last.pt

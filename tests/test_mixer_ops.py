@@ -104,3 +104,16 @@ def test_routing_attention_rejects_bad_arguments():
         bi_level_routing_attention(q, q, q, 2, 5, 1, 1.0)
     with pytest.raises(ValueError, match="divisible"):
         bi_level_routing_attention(q, q, q, 2, 1, 3, 1.0)
+
+
+@pytest.mark.parametrize("B,H,W,c,dv,n_win,topk,heads", [(2, 8, 12, 8, 6, 4, 3, 2), (1, 7, 10, 4, 4, 3, 2, 1)])
+def test_routing_attention_as_exported_matches_the_reference(monkeypatch, B, H, W, c, dv, n_win, topk, heads):
+    """Traced for ONNX, the routed logits are stacked (ONNX Concat) instead of written into a
+    buffer (ONNX ScatterElements, slow in onnxruntime): the same function."""
+    scale = c ** -0.5
+    q, k, v = _routing_inputs(H * W + topk, B, H, W, c, dv, n_win, topk, scale)
+    eager = bi_level_routing_attention(q, k, v, n_win, topk, heads, scale)
+    monkeypatch.setattr("video_sparse.ops.routing_attention.tracing_for_onnx", lambda: True)
+    exported = bi_level_routing_attention(q, k, v, n_win, topk, heads, scale)
+    torch.testing.assert_close(exported, eager, rtol=0, atol=0)
+    torch.testing.assert_close(exported, routing_attention_reference(q, k, v, n_win, topk, heads, scale), **TOL)

@@ -203,6 +203,7 @@ def test_the_config_check_takes_a_pytorchvideo_hub_name():
         check_model(compose("train", ["model=slowfast_nano", "model.pretrained=/nope.pyth"]))
 
 
+@pytest.mark.slow  # 13 s; the zoo logits tests and the weights-file tests of eval run by default
 def test_eval_app_takes_a_zoo_file_with_model_and_data(tiny_overrides, tmp_path):
     """A zoo file (pytorchvideo's names under ``model_state``) of a trained run's weights evaluates
     through model=<name> data=<dataset> exactly as the run's own checkpoint; without them, or with

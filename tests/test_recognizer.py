@@ -116,6 +116,7 @@ def test_readme_recognizer_example_runs_as_written(trained_run, tmp_path, monkey
     assert scope["probs"].shape[0] == len(scope["windows"]) > 0
 
 
+@pytest.mark.slow  # 10 s: an ONNX export; export parity is tested by default in test_export.py
 def test_an_exported_model_recognises_like_its_checkpoint(trained_run, recognizer, tmp_path):
     """Recognizer.from_checkpoint of the run's .onnx export: its class names, clip recipe and, per
     video, the checkpoint's probabilities (onnxruntime's float error)."""

@@ -20,6 +20,14 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from .onnx_forms import tracing_for_onnx
+
+
+def _route_logits(q_scaled, k, route, key_bias):
+    """Logits ``(R, heads, w2, w2)`` of every query region's tokens over the region ``route``."""
+    logits = q_scaled @ k.index_select(0, route).transpose(-1, -2)
+    return logits if key_bias is None else logits + key_bias.index_select(0, route)[:, None, None, :]
+
 
 class _RoutedAttention(torch.autograd.Function):
     """Attention of each query region over its routed key regions.
@@ -34,11 +42,12 @@ class _RoutedAttention(torch.autograd.Function):
         R, heads, w2, _ = q.shape
         topk = routes.shape[1]
         q_scaled = q * scale
-        logits = q.new_empty(R, heads, w2, topk, w2)
-        for r in range(topk):
-            logits[:, :, :, r] = q_scaled @ k.index_select(0, routes[:, r]).transpose(-1, -2)
-            if key_bias is not None:
-                logits[:, :, :, r] += key_bias.index_select(0, routes[:, r])[:, None, None, :]
+        if tracing_for_onnx():  # slice writes become ONNX ScatterElements, slow in onnxruntime
+            logits = torch.stack([_route_logits(q_scaled, k, routes[:, r], key_bias) for r in range(topk)], dim=3)
+        else:  # one buffer: no topk slices alive next to it
+            logits = q.new_empty(R, heads, w2, topk, w2)
+            for r in range(topk):
+                logits[:, :, :, r] = _route_logits(q_scaled, k, routes[:, r], key_bias)
         attn = logits.view(R, heads, w2, topk * w2).softmax(dim=-1).view_as(logits)
         out = q.new_zeros(R, heads, w2, v.shape[-1])
         for r in range(topk):

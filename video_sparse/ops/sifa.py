@@ -14,27 +14,33 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from .onnx_forms import tracing_for_onnx
+
 NORMALIZE = ("none", "softmax")
 
 
-def _tap_grid(offsets: torch.Tensor, kernel_size: int, dilation: int) -> torch.Tensor:
-    """Sampling grid of every tap for ``grid_sample(align_corners=True)`` on an input padded by
-    one zero pixel on every side.
-
-    ``offsets``: ``(B, 2 K^2, H, W)``, (dy, dx) per tap. Returns ``(B, K^2 H, W, 2)`` as (x, y):
-    the K^2 taps stacked along the height, so one ``grid_sample`` call samples them all.
-    """
-    B, _, height, width = offsets.shape
+def _tap_coordinates(offsets: torch.Tensor, kernel_size: int, dilation: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where every tap samples, ``(y, x)`` each ``(B, K^2, H, W)``, in the frame padded by one
+    zero pixel on every side. ``offsets``: ``(B, 2 K^2, H, W)``, (dy, dx) per tap."""
+    _, _, height, width = offsets.shape
     pad = (dilation * (kernel_size - 1) + 1) // 2
     offsets = rearrange(offsets, "b (k two) h w -> b k two h w", two=2)
     steps = torch.arange(kernel_size, device=offsets.device, dtype=offsets.dtype) * dilation
     tap_y, tap_x = steps.repeat_interleave(kernel_size), steps.repeat(kernel_size)  # row-major taps
     ys = torch.arange(height, device=offsets.device, dtype=offsets.dtype)
     xs = torch.arange(width, device=offsets.device, dtype=offsets.dtype)
-    # +1: coordinates in the padded frame, whose size (H + 2, W + 2) is always >= 3, so the
-    # normalisation below never divides by zero (H = 1 or W = 1 work).
     y = (tap_y[:, None, None] + ys[None, :, None] - pad + 1) + offsets[:, :, 0]
     x = (tap_x[:, None, None] + xs[None, None, :] - pad + 1) + offsets[:, :, 1]
+    return y, x
+
+
+def _tap_grid(offsets: torch.Tensor, kernel_size: int, dilation: int) -> torch.Tensor:
+    """Sampling grid of every tap for ``grid_sample(align_corners=True)`` on an input padded by
+    one zero pixel on every side: ``(B, K^2 H, W, 2)`` as (x, y), the K^2 taps stacked along the
+    height, so one ``grid_sample`` call samples them all."""
+    height, width = offsets.shape[-2:]
+    y, x = _tap_coordinates(offsets, kernel_size, dilation)
+    # the padded frame's size (H + 2, W + 2) is always >= 3: the normalisation never divides by zero
     grid = torch.stack((2 * x / (width + 1) - 1, 2 * y / (height + 1) - 1), dim=-1)
     return rearrange(grid, "b k h w xy -> b (k h) w xy")
 
@@ -54,6 +60,27 @@ def _sample_taps(frames: torch.Tensor, offsets: torch.Tensor, kernel_size: int, 
     return rearrange(v, "b c (k h) w -> b c k h w", h=height)
 
 
+def _sample_taps_by_rows(frames: torch.Tensor, offsets: torch.Tensor, kernel_size: int,
+                         dilation: int) -> torch.Tensor:
+    """:func:`_sample_taps` as a row gather of the channels-last pixels at the four bilinear corners
+    and their weights: the form traced into ONNX files (:mod:`.onnx_forms`; onnxruntime gathers
+    rows ~2x faster than it runs ``GridSample``). Same coordinates, same zero padding; equal up to
+    float rounding."""
+    B, C, height, width = frames.shape
+    K2 = kernel_size * kernel_size
+    y, x = _tap_coordinates(offsets, kernel_size, dilation)
+    y0, x0 = y.floor(), x.floor()
+    rows = rearrange(F.pad(frames, (1, 1, 1, 1)), "b c h w -> (b h w) c")  # a zero pixel around
+    first = (torch.arange(B, device=frames.device) * (height + 2) * (width + 2)).view(B, 1, 1, 1)
+    cy = torch.stack((y0, y0, y0 + 1, y0 + 1), dim=-1)  # the four corners, last axis
+    cx = torch.stack((x0, x0 + 1, x0, x0 + 1), dim=-1)
+    weight = (1 - (y[..., None] - cy).abs()) * (1 - (x[..., None] - cx).abs())
+    weight = weight * ((cy >= 0) & (cy <= height + 1) & (cx >= 0) & (cx <= width + 1))
+    index = first[..., None] + (cy.clamp(0, height + 1) * (width + 2) + cx.clamp(0, width + 1)).long()
+    corners = rows.index_select(0, index.flatten()).view(B, K2, height, width, 4, C)
+    return rearrange((corners * weight[..., None]).sum(4), "b k h w c -> b c k h w")
+
+
 def _grouped(x: torch.Tensor, groups: int) -> torch.Tensor:
     """``(B, C, ...) -> (B, G, C / G, ...)`` (a view)."""
     return x.unflatten(1, (groups, x.shape[1] // groups))
@@ -71,7 +98,8 @@ class _SIFAAggregate(torch.autograd.Function):
     def forward(ctx, q, kv, offsets, kernel_size, dilation, groups, normalize):
         C = q.shape[1]
         scale = 1.0 / C if normalize == "none" else C ** -0.5
-        v = _grouped(_sample_taps(kv, offsets, kernel_size, dilation), groups)  # (B, G, C/G, K2, H, W)
+        sample = _sample_taps_by_rows if tracing_for_onnx() else _sample_taps
+        v = _grouped(sample(kv, offsets, kernel_size, dilation), groups)  # (B, G, C/G, K2, H, W)
         logits = (_grouped(q, groups).unsqueeze(3) * v).sum(2) * scale           # (B, G, K2, H, W)
         weights = logits if normalize == "none" else logits.softmax(dim=2)
         out = (weights.unsqueeze(2) * v).sum(3).flatten(1, 2)
