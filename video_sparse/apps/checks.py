@@ -13,6 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from ..data.annotations import ANNOTATION_SUFFIXES, DATASETS
+from ..data.config import refuse_motion_root
 from ..models.registry import model_spec, unknown_model_message, variants
 from ..options import ConfigError, check_options
 
@@ -69,10 +70,7 @@ def check_data(cfg: DictConfig, need_train: bool = True) -> None:
         raise ConfigError(f"data.resized_crop must be [min, max] area fractions with min <= max, got "
                           f"{list(data.resized_crop)}. Fix: data.resized_crop=[0.08,1.0]")
     if data.name == "motion":
-        if data.root is not None:
-            raise ConfigError("data.root: the motion benchmark is generated, into a folder video_sparse chooses under "
-                          "data.cache_dir; data.root would be ignored. Fix: data.cache_dir=<folder> for the generated "
-                          "set, or data=<dataset> data.root=<folder> for your own videos")
+        refuse_motion_root(data.root)
         if data.video_size % 2:
             raise ConfigError(f"data.video_size must be even (H.264 yuv420p), got {data.video_size}. "
                               f"Fix: data.video_size={data.video_size + 1}")

@@ -205,7 +205,7 @@ def main(config_name: str, task: Callable[[DictConfig, Path], Any], check: Calla
     except OSError as e:  # Hydra creating the run directory, its log file or .hydra/: before the task
         if started or place_error(e) is None:
             raise
-        fail(str(write_error(e, "the run directory", "hydra.run.dir=<a writable directory>")))
+        _fail_run_dir(e)
 
 
 class RunRecord:
@@ -233,5 +233,9 @@ def _reporting_hydra_errors(argv: list[str], config_name: str, fn: Callable[[], 
         return fn()
     except (HydraException, OmegaConfBaseException) as e:
         if disk := place_error(e):  # the default run directory (${unique_dir:...}) cannot be created
-            fail(str(write_error(disk, "the run directory", "hydra.run.dir=<a writable directory>")))
+            _fail_run_dir(disk)
         fail(hydra_error_message(e, argv, config_name))
+
+
+def _fail_run_dir(error: OSError) -> None:
+    fail(str(write_error(error, "the run directory", "hydra.run.dir=<a writable directory>")))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from .dataset import DecodedVideos, VideoDataset
 from .frame_cache import FrameCache
 from .motion import CLASS_NAMES as MOTION_CLASSES, MotionSetSpec, prepare_motion_dataset
 from .randaugment import ClipRandAugment
+from .sampling import FrameSampler
+from .timeline import DecodedWindowClips, WindowClips
 from .transforms import ClipTransform, horizontal_flip_labels
 
 log = logging.getLogger(__name__)
@@ -170,6 +173,19 @@ def build_predict_dataset(cfg: DictConfig, paths: list[str], *, clips: int = 1, 
             records.append(VideoRecord(str(p), -1))
     return VideoDataset(records, clip_transform(cfg, False), cfg.frames, train=False, clips=clips, crops=crops,
                         missing=missing, **_reading_kwargs(cfg))
+
+
+def build_window_clips(cfg: DictConfig, video, window_s: float, stride_s: float, *, clips: int = 1, crops: int = 1,
+                       fps: float | None = None) -> WindowClips:
+    """The windows of one video for a timeline, each sampled and transformed as
+    :func:`build_predict_dataset` does a whole video: a file path, or its decoded uint8 frames
+    ``(T, H, W, 3)`` shown at ``fps``."""
+    sampler = FrameSampler(cfg.sampling, cfg.frames, cfg.interval, cfg.short_video)
+    if isinstance(video, (str, os.PathLike)):
+        return WindowClips(str(video), sampler, clip_transform(cfg, False), window_s, stride_s, clips, crops)
+    if fps is None:
+        raise TypeError("timeline of decoded frames: give their frame rate, fps=...")
+    return DecodedWindowClips(video, fps, sampler, clip_transform(cfg, False), window_s, stride_s, clips, crops)
 
 
 def build_decoded_dataset(cfg: DictConfig, videos, *, clips: int = 1, crops: int = 1) -> DecodedVideos:

@@ -7,7 +7,7 @@ from typing import Any, Optional, Tuple
 
 from omegaconf import MISSING
 
-from ..options import option
+from ..options import ConfigError, option
 from .annotations import DATASETS
 from .decode import DECODERS
 from .sampling import SAMPLINGS, SHORT_VIDEO_POLICIES
@@ -83,6 +83,15 @@ class MotionDataConfig(DataConfig):
     cache_dir: Optional[str] = option(None, "where generated sets are cached (null: $XDG_CACHE_HOME/video_sparse/"
                                       "motion or ~/.cache/video_sparse/motion)")
     seed: int = option(0, "generator seed")
+
+
+def refuse_motion_root(root: str | None) -> None:
+    """``data.root`` given for the motion benchmark, whose folder is chosen under ``data.cache_dir``:
+    one line instead of a silently ignored key."""
+    if root is not None:
+        raise ConfigError("data.root: the motion benchmark is generated, into a folder video_sparse chooses under "
+                          "data.cache_dir; data.root would be ignored. Fix: data.cache_dir=<folder> for the generated "
+                          "set, or data=<dataset> data.root=<folder> for your own videos")
 
 
 @dataclass

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..models.weights import needs_python_global
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -60,8 +61,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        # torch names the Python global a pickle would call (GLOBAL ...); other bytes are no pickle at all
-        if "GLOBAL" not in str(e):  # and torch's advice there (weights_only=False) is not ours
+        if not needs_python_global(e):  # and torch's advice there (weights_only=False) is not ours
             raise _unreadable(path, e, "neither a zip archive nor a pickle") from e
         raise CheckpointError(f"{path}: holds Python objects besides tensors (a checkpoint of another framework?), "
                               "which video_sparse does not load because unpickling them could run code. Fix: "

@@ -149,23 +149,20 @@ def _features(cfg: DictConfig, evaluated: LoadedModel, dataset, device, run_dir:
 
 def _timelines(cfg: DictConfig, evaluated: LoadedModel, paths: list[str], device, run_dir: Path) -> dict:
     """``predict.window``: a CSV and a PNG timeline per video (videos shared out over the ranks)."""
-    from ..data import FrameSampler
-    from ..data.build import clip_transform
+    from ..data import build_window_clips
     from ..data.decode import VideoDecodeError
-    from ..data.timeline import WindowClips
     from .distributed import current_world
     from .timeline import plot_timeline, timeline_summary, video_timeline
 
-    world, data_cfg = current_world(), evaluated.data_cfg
-    sampler = FrameSampler(data_cfg.sampling, data_cfg.frames, data_cfg.interval, data_cfg.short_video)
+    world = current_world()
     stride = cfg.predict.stride if cfg.predict.stride is not None else cfg.predict.window / 2
     done, failed = 0, []
     names = timeline_names(paths)
     for path, name in list(zip(paths, names))[world.rank::world.size]:
         stem = run_dir / f"{name}.timeline"
         try:
-            clips = WindowClips(path, sampler, clip_transform(data_cfg, False), cfg.predict.window, stride,
-                                clips=cfg.test.clips, crops=cfg.test.crops)
+            clips = build_window_clips(evaluated.data_cfg, path, cfg.predict.window, stride, clips=cfg.test.clips,
+                                       crops=cfg.test.crops)
             windows, probs = video_timeline(evaluated.model, clips, evaluated.class_names, f"{stem}.csv",
                                             batch_size=cfg.trainer.batch_size, device=device, amp=cfg.trainer.amp,
                                             progress=world.is_main)
@@ -180,8 +177,8 @@ def _timelines(cfg: DictConfig, evaluated: LoadedModel, paths: list[str], device
         plot_timeline(windows, probs, evaluated.class_names, f"{stem}.png", k=cfg.predict.topk,
                       title=f"{Path(path).name}: windows of {cfg.predict.window:g} s every {stride:g} s")
         print(timeline_summary(path, windows, probs, evaluated.class_names))
-        if clips.damage():
-            print(f"    (damaged frames: {clips.damage()})")
+        if damage := clips.damage():
+            print(f"    (damaged frames: {damage})")
         if clips.error:
             print(f"    (the timeline ends early: {clips.error})")
             failed.append(path)

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..data.config import DataConfig, DataOverrides, MotionDataConfig
+from ..data.config import DataConfig, DataOverrides, MotionDataConfig, refuse_motion_root
 from ..options import ConfigError
 
 
@@ -25,10 +25,8 @@ def checkpoint_data_config(train_data: dict, overrides: DictConfig | dict) -> Di
     """The run's data config with ``data.*`` overrides (null: keep), completed by the schema's
     defaults for keys a checkpoint of an older video_sparse lacks."""
     schema = MotionDataConfig if train_data.get("name") == "motion" else DataConfig
-    if schema is MotionDataConfig and overrides.get("root") is not None:
-        raise ConfigError("data.root: the motion benchmark is generated, into a folder video_sparse chooses under "
-                          "data.cache_dir; data.root would be ignored. Fix: data.cache_dir=<folder> for the generated "
-                          "set, or data=<dataset> data.root=<folder> for your own videos")
+    if schema is MotionDataConfig:
+        refuse_motion_root(overrides.get("root"))
     known = {k: v for k, v in train_data.items() if k in schema.__dataclass_fields__}
     return OmegaConf.merge(OmegaConf.structured(schema), known, {k: v for k, v in overrides.items() if v is not None})
 

@@ -89,21 +89,11 @@ class Recognizer:
         scored like a video: returns ``(windows, probs (W, C))``; ``csv_path``: also write the CSV of
         ``eval.py predict.window=``. A file gives its frames' presentation times; decoded frames
         need their ``fps`` (frame i shown from i / fps seconds)."""
-        from ..data import FrameSampler
-        from ..data.build import clip_transform
-        from ..data.timeline import DecodedWindowClips, WindowClips
+        from ..data import build_window_clips
         from .timeline import video_timeline
 
-        cfg = self.data_cfg
-        sampler = FrameSampler(cfg.sampling, cfg.frames, cfg.interval, cfg.short_video)
         stride = stride if stride is not None else window / 2
-        views = dict(clips=self.clips, crops=self.crops)
-        if isinstance(video, (str, os.PathLike)):
-            clips = WindowClips(str(video), sampler, clip_transform(cfg, False), window, stride, **views)
-        elif fps is None:
-            raise TypeError("timeline of decoded frames: give their frame rate, fps=...")
-        else:
-            clips = DecodedWindowClips(video, fps, sampler, clip_transform(cfg, False), window, stride, **views)
+        clips = build_window_clips(self.data_cfg, video, window, stride, clips=self.clips, crops=self.crops, fps=fps)
         with tempfile.TemporaryDirectory() as tmp:
             out = csv_path if csv_path is not None else Path(tmp) / "timeline.csv"
             result = video_timeline(self.model, clips, self.class_names, out, batch_size=self.batch_size,

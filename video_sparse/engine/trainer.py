@@ -172,6 +172,7 @@ def set_up(cfg, run_dir: Path) -> Run:
         if world.distributed else None
     mix = MixupCutmix(len(class_names), tc.mixup, tc.cutmix, tc.mix_prob, tc.mix_switch_prob, tc.label_smoothing) \
         if tc.mixup or tc.cutmix else None
+    signals = handled_signals(tc.preempt_signals)  # the loop handles them; its loader workers ignore them
     return Run(cfg=cfg, run_dir=run_dir, world=world, device=device, info=info, data_cfg=data_cfg, model=model,
                net=torch.compile(ddp or model) if tc.compile else ddp or model, ddp=ddp,
                ema=ModelEma(model, tc.ema_decay, tc.ema_warmup_steps) if tc.ema_decay else None,
@@ -181,10 +182,9 @@ def set_up(cfg, run_dir: Path) -> Run:
                mix=mix, preemption=Preemption(tc.preempt_signals), sampler=sampler, train_set=train_set,
                val_set=val_set,
                train_loader=data_loader(train_set, tc.batch_size, tc.num_workers, device, sampler, train=True,
-                                        ignore_signals=handled_signals(tc.preempt_signals),
-                                        timeout=tc.loader_timeout),
-               val_loader=data_loader(val_set, tc.batch_size, tc.num_workers, device,
-                                      ignore_signals=handled_signals(tc.preempt_signals), timeout=tc.loader_timeout),
+                                        ignore_signals=signals, timeout=tc.loader_timeout),
+               val_loader=data_loader(val_set, tc.batch_size, tc.num_workers, device, ignore_signals=signals,
+                                      timeout=tc.loader_timeout),
                steps_per_epoch=steps_per_epoch)
 
 

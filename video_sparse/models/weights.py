@@ -118,14 +118,19 @@ TORCHVISION_PREFIX = "torchvision:"
 HUB_SAFE = dict(weights_only=True, check_hash=True)
 
 
+def needs_python_global(error: pickle.UnpicklingError) -> bool:
+    """Whether ``torch.load(weights_only=True)`` refused a pickle because it calls a Python global
+    (torch names it: ``GLOBAL posix.system``): a file that would run code, not unreadable bytes."""
+    return "GLOBAL" in str(error)
+
+
 def _tensors_only(load, source: str, fix: str):
     """``load()`` (a ``torch.load`` with ``weights_only=True``) of the weights file ``source``; what it
     refuses in one line: a file that would run code, or one that is not a torch file at all."""
     try:
         return load()
     except pickle.UnpicklingError as e:
-        # torch names the Python global a pickle needs (GLOBAL posix.system); other bytes it cannot read at all
-        if "GLOBAL" in str(e):
+        if needs_python_global(e):
             raise WeightsError(f"model.pretrained: {source} holds more than tensors, and loading it would run code: "
                                f"refused. Fix: {fix}") from e
         raise WeightsError(f"model.pretrained: {source} is not a weights file torch can read. Fix: {fix}") from e
