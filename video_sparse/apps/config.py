@@ -127,8 +127,9 @@ class TrainerConfig(RuntimeConfig):
     save_every_steps: int = option(0, "also write last.pt every N optimiser steps inside an epoch (0: off)", ge=0)
     preempt_signals: List[str] = option(["SIGTERM", "SIGUSR1", "SIGUSR2"], "signals that mean preemption (SLURM, "
                                         "torchrun, submitit): finish the step, write last.pt there, exit; the same "
-                                        "command continues (Ctrl-C, SIGINT, always does the same)", choices=("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT",
-                                                                      "SIGHUP", "SIGQUIT", "SIGXCPU"))
+                                        "command continues (Ctrl-C, SIGINT, always does the same)",
+                                        choices=("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT", "SIGHUP", "SIGQUIT",
+                                                 "SIGXCPU"))
     keep_epochs: int = option(0, "keep checkpoints/epoch_NNN.pt of the last K epochs besides last.pt and best.pt",
                               ge=0)
 

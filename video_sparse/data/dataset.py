@@ -30,8 +30,9 @@ class VideoDataset(Dataset):
     clip's random-erasing draw). ``dataset.transform.to_model`` turns a batch's ``video`` (and
     ``erase``) into the model's normalised float input on its device (see :class:`ClipTransform`).
 
-    Videos are read by ``decoder`` (see :mod:`.decode`). Frames are chosen by a :class:`FrameSampler` (``sampling``, ``frames``, ``interval``,
-    ``short_video``: see :mod:`.sampling`); in evaluation ``clips`` temporal views x ``crops``
+    Videos are read by ``decoder`` (see :mod:`.decode`). Frames are chosen by a
+    :class:`FrameSampler` (``sampling``, ``frames``, ``interval``, ``short_video``: see
+    :mod:`.sampling`); in evaluation ``clips`` temporal views x ``crops``
     spatial crops. ``missing`` lists the annotated videos that were not on disk (already skipped).
     ``frame_cache`` (``uniform`` sampling in training): decoded frames are kept for later epochs.
     ``flip_labels`` (training): None, or the label each class takes when its clip is mirrored

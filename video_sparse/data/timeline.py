@@ -68,8 +68,9 @@ GAP_S = 0.5  # a jump in presentation time this long (and over 4 frames) is repo
 
 class WindowClips:
     """Iterate ``(Window, uint8 clip views (V, T, size, size, 3))`` over ``path`` in time order, V =
-    clips x crops (``transform.to_model`` makes them the model's input). ``fps``, ``length`` (W) and ``stride`` (S) are known once the video is open; ``windows``
-    estimates how many (from the stream's frame count; None when the container does not say).
+    clips x crops (``transform.to_model`` makes them the model's input). ``fps``, ``length`` (W)
+    and ``stride`` (S) are known once the video is open; ``windows`` estimates how many (from the
+    stream's frame count; None when the container does not say).
     A video that cannot be opened or decoded at all raises :class:`VideoDecodeError`; one that
     breaks off later ends the iteration early, with the reason in ``error``."""
 
