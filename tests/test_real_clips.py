@@ -283,3 +283,16 @@ def test_eval_s_decoder_override_replaces_the_run_s():
     assert checkpoint_data_config(run, compose("eval", ["checkpoint=x.pt"]).data).decoder == "decord"
     assert checkpoint_data_config(run, compose("eval", ["checkpoint=x.pt", "data.decoder=pyav"]).data).decoder == "pyav"
     assert checkpoint_data_config({"name": "list"}, compose("eval", ["checkpoint=x.pt"]).data).decoder == "auto"
+
+
+@pytest.mark.parametrize("name", sorted(CLIPS))
+def test_a_timeline_of_an_intact_real_clip_reports_no_damage(name):
+    """The gap and corrupt-frame report of timelines (a damaged stream the demuxer resynchronised
+    after) stays silent on intact real files: packed B-frames, two streams, a 29.97 fps stream."""
+    from video_sparse.data import timeline
+    from video_sparse.data.sampling import FrameSampler
+    from video_sparse.data.transforms import ClipTransform
+    clips = timeline.WindowClips(str(REAL / name), FrameSampler("uniform", 4), ClipTransform(size=32, short_side=32),
+                                 window_s=2.0, stride_s=2.0)
+    assert [w for w, _ in clips] and clips.error is None
+    assert clips.damage() is None and clips.gaps == [] and clips.corrupt == 0
