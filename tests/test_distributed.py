@@ -76,6 +76,7 @@ def test_two_process_training_and_evaluation_match_one_process(tmp_path, tiny_ov
     assert not list((tmp_path / "f2").glob("features.part*"))
 
 
+@pytest.mark.slow  # 12 s; SLURM-style ranks without torchrun run by default in test_fault_tolerance.py
 def test_submitit_tasks_form_one_ddp_run(tmp_path, tiny_overrides):
     """hydra/launcher=submitit_slurm with tasks_per_node=N starts N tasks per node; they join one
     process group from submitit's job environment. submitit_local runs that same path here."""

@@ -124,17 +124,30 @@ def test_a_refused_command_leaves_the_runs_record_alone(tmp_path, tiny_overrides
         assert {p.name: p.read_bytes() for p in (run_dir / ".hydra").iterdir()} == record
 
 
-def test_two_runs_started_together_without_a_run_dir_get_one_directory_each(tmp_path, tiny_overrides):
-    """The default hydra.run.dir is outputs/<date>/<time>, made unique (-2, -3 ...) when a job of
-    the same second has it: two trainings started at once both run, each in its own directory."""
-    import subprocess
-    import sys
-
+def test_the_default_run_directory_is_made_unique(tmp_path):
+    """The default hydra.run.dir of every app is ``${unique_dir:outputs/<date>/<time>}``, which
+    creates the directory, or ``-2``, ``-3`` ... when a job of the same second has it."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
     from helpers import ROOT
     from video_sparse.apps.config import unique_dir
+
+    assert [unique_dir(str(tmp_path / "same")) for _ in range(3)] == [str(tmp_path / n) for n in
+                                                                      ("same", "same-2", "same-3")]
+    for app in ("train", "eval", "export", "scan"):
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose(config_name=app, return_hydra_config=True)
+        assert OmegaConf.to_container(cfg.hydra.run, resolve=False)["dir"].startswith("${unique_dir:outputs/"), app
+
+
+@pytest.mark.slow  # 10 s; the resolver and every app's default are tested above by default
+def test_two_runs_started_together_without_a_run_dir_get_one_directory_each(tmp_path, tiny_overrides):
+    """Two trainings started at once without hydra.run.dir both run, each in its own directory."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT
 
     procs = [subprocess.Popen([sys.executable, str(ROOT / "train.py"), *tiny_overrides, "model=c2d_small"],
                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -143,13 +156,6 @@ def test_two_runs_started_together_without_a_run_dir_get_one_directory_each(tmp_
     assert [p.returncode for p in procs] == [0, 0], outputs[1][1][-3000:]
     runs = sorted((tmp_path / "outputs").glob("*/*"))
     assert len(runs) == 2 and all((r / "checkpoints" / "last.pt").is_file() for r in runs), runs
-
-    assert [unique_dir(str(tmp_path / "same")) for _ in range(3)] == [str(tmp_path / n) for n in
-                                                                      ("same", "same-2", "same-3")]
-    for app in ("train", "eval", "export", "scan"):
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose(config_name=app, return_hydra_config=True)
-        assert OmegaConf.to_container(cfg.hydra.run, resolve=False)["dir"].startswith("${unique_dir:outputs/"), app
 
 
 # ---------------------------------------------------------------- one line, exit 2, for every failure
